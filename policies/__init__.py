@@ -1,0 +1,1 @@
+"""Torch models and training (tokenizer, VLA policy), ONNX export, TensorRT engine building."""

@@ -1,0 +1,1 @@
+"""Thin rclpy adapters over ``embodied``: camera, sim robot, tokenizer, policy, tools."""

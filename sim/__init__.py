@@ -1,0 +1,1 @@
+"""Benchmark tasks on MuJoCo (Meta-World v3), scripted experts, demonstration datasets."""
