@@ -40,8 +40,16 @@ def register(name: str, entry: str, help: str) -> None:
 
 
 register("collect", "sim.collect:main", "run the scripted experts and write demonstration datasets")
-register("expert-eval", "sim.collect:expert_eval_main", "evaluate the scripted experts per task (no policy)")
-register("bench", "embodied.bench:main", "benchmarks: render, codec, policy, ... (`embodied bench --help`)")
+register(
+    "expert-eval",
+    "sim.collect:expert_eval_main",
+    "evaluate the scripted experts per task (no policy)",
+)
+register(
+    "bench",
+    "embodied.bench:main",
+    "benchmarks: render, codec, policy, ... (`embodied bench --help`)",
+)
 register("tasks", "sim.suite:tasks_main", "list the benchmark tasks, their ids and instructions")
 
 
