@@ -51,6 +51,7 @@ register(
     "benchmarks: render, codec, policy, ... (`embodied bench --help`)",
 )
 register("tasks", "sim.suite:tasks_main", "list the benchmark tasks, their ids and instructions")
+register("bench-codecs", "embodied.codecs.bench:main", "codec sizes, target fit, encode/decode ms")
 
 
 def _usage() -> str:

@@ -117,6 +117,7 @@ class Codec(Protocol):
     name: str
     kind: CodecKind
     codec_id: CodecId
+    stateful: bool  # packets depend on earlier ones (decode in order; reset() between streams)
 
     @property
     def model_id(self) -> int:
@@ -180,6 +181,7 @@ class PacketCodec(ABC):
     name: ClassVar[str]
     kind: ClassVar[CodecKind]
     codec_id: ClassVar[CodecId]
+    stateful: ClassVar[bool] = False
 
     def __init__(self, frame_shape: Sequence[int] = (64, 64), known_models: Iterable[int] = ()):
         self._frame_shape = check_frame_shape(frame_shape)

@@ -18,7 +18,8 @@ lookahead, no B-frames: one packet out per frame in, decodable at once),
   The rate is a property of the stream: x264 reconfigured through PyAV does
   not follow a higher bit rate, so ``target_bytes`` that moves the per-frame
   rate by more than ``reopen_ratio`` restarts the stream with a new IDR
-  frame; smaller changes keep it. Its ladder is the downscale alone (budget
+  frame; smaller changes keep it. ``qp=`` switches to constant QP (no rate
+  control; for sweeps and for comparing inter with intra sizes). Its ladder is the downscale alone (budget
   = rung index; changing it also restarts the stream). The target is met on
   average over frames, not per frame: that is what CBR with VBV promises.
   Measured on 64×64 synthetic frames, x264's rate control undershoots at
@@ -198,6 +199,7 @@ class H264Codec(PacketCodec):
     name = "h264"
     kind = "image"
     codec_id = CodecId.H264
+    stateful = True
 
     def __init__(
         self,
@@ -211,6 +213,7 @@ class H264Codec(PacketCodec):
         intra_refresh: bool = True,
         reopen_ratio: float = 1.5,
         vbv_frames: float = 2.0,
+        qp: int | None = None,
         known_models: Sequence[int] = (),
     ) -> None:
         super().__init__(frame_shape, known_models)
@@ -232,6 +235,9 @@ class H264Codec(PacketCodec):
         if vbv_frames <= 0:
             raise ValueError(f"vbv_frames={vbv_frames!r} must be > 0")
         self.vbv_frames = float(vbv_frames)
+        if qp is not None and not 1 <= qp <= 51:
+            raise ValueError(f"qp={qp!r} must be in 1..51 (or None for CBR)")
+        self.qp = qp
         self._rungs = build_ladder(
             self._frame_shape, self.downscales, (None,), min_side=16, even=True
         )
@@ -259,18 +265,22 @@ class H264Codec(PacketCodec):
 
     def _open(self, rung: int, bps: int) -> None:
         r = self._rungs[rung]
-        bufsize = max(1000, round(self.vbv_frames * bps / self.fps))
         opts = {
             "preset": self.preset,
             "tune": "zerolatency",
             "profile": "baseline",
-            "maxrate": str(bps),
-            "bufsize": str(bufsize),
             "g": str(self.keyint),
         }
         if self.intra_refresh:
             opts["intra-refresh"] = "1"
-        self._enc = _open_encoder(r.width, r.height, self.fps, opts, bit_rate=bps)
+        if self.qp is not None:
+            opts["qp"] = str(self.qp)
+        else:
+            opts["maxrate"] = str(bps)
+            opts["bufsize"] = str(max(1000, round(self.vbv_frames * bps / self.fps)))
+        self._enc = _open_encoder(
+            r.width, r.height, self.fps, opts, bit_rate=0 if self.qp is not None else bps
+        )
         self._enc_rung, self._enc_bps, self._pts = rung, bps, 0
 
     def _bps_for(self, target_bytes: int) -> int:
@@ -288,6 +298,8 @@ class H264Codec(PacketCodec):
     ) -> EncodedFrame:
         frame = check_frame(frame, self._frame_shape)
         self._check_knobs(budget, target_bytes)
+        if target_bytes is not None and self.qp is not None:
+            raise ValueError("h264 with a constant qp takes no target_bytes")
         rung = self._enc_rung if budget is None else budget
         bps = self._enc_bps if target_bytes is None else self._bps_for(target_bytes)
         ratio = max(bps, self._enc_bps) / min(bps, self._enc_bps)
