@@ -1,0 +1,604 @@
+"""The learned token codec: ONNX tokenizer + exact arithmetic coding, no torch.
+
+One camera frame becomes one packet of ``k`` ordered FSQ tokens (the budget,
+``1..k_max``, written to the packet's budget byte)::
+
+    frame ──encoder ONNX──► codes [k_max, D] ──[:k]──► k·D level indices
+          ──arithmetic coder, prior per (position, dimension)──► payload
+          ──embodied.packet (codec TOKENS, budget k, CRC keyed by model_id)──► bytes
+
+and back: packet → level indices → token ids (``sum_d code[d] · prod(levels[d+1:])``),
+and, only when asked (``decode(packet, image=True)``), the decoder ONNX's
+reconstruction. The policy consumes token ids, so the receiver normally never
+runs the image decoder and the session is opened lazily.
+
+Why this shape:
+
+* The model directory is the contract of ``docs/models.md``; the codec checks
+  it (files present, ``kind``, ``format_version``, the encoder's SHA-256
+  against ``model_id``, the prior's shape, the ONNX inputs and outputs) and
+  says which file and which field is wrong, because a codec silently running
+  another model's prior decodes garbage that no CRC catches.
+* ``model_id`` (from ``tokenizer.json``) seeds the packet CRC, so packets of
+  another tokenizer fail as ``CorruptPacket`` / ``ForeignModel``.
+* Bits are real: ``EncodedFrame.bits == 8 * len(packet)``, header included;
+  the coder (``embodied.entropy``) is byte-exact, at most 7 bits of padding
+  per frame, so one token costs ``8`` header bytes + about its information
+  content.
+* ``target_bytes`` picks the largest ``k`` whose packet fits: with an exact
+  arithmetic code the packet size never decreases with ``k`` (a longer
+  message's interval lies inside the shorter one's), so a binary search over
+  ``k`` is exact.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from embodied.codecs.base import (
+    DecodedFrame,
+    EncodedFrame,
+    PacketCodec,
+    UndecodablePayload,
+    check_frame,
+)
+from embodied.entropy import CategoricalTables, EntropyCoder, EntropyDecodeError, get_coder
+from embodied.packet import CodecId, PacketHeader, max_payload_for, overhead_bytes
+
+#: The shipped task-oriented tokenizer (written by training, see docs/models.md).
+DEFAULT_MODEL_DIR = Path(__file__).resolve().parent.parent / "models" / "tok-task"
+
+SPEC_FILE = "tokenizer.json"
+ENCODER_FILE = "tokenizer_encoder.onnx"
+DECODER_FILE = "tokenizer_decoder.onnx"
+PRIOR_FILE = "tokenizer_prior.npy"
+MODEL_FILES = (SPEC_FILE, ENCODER_FILE, DECODER_FILE, PRIOR_FILE)
+FORMAT_VERSION = 1
+MAX_BUDGET = 255  # the packet's budget byte
+
+
+class TokenizerModelError(ValueError):
+    """A model directory that does not honour docs/models.md (missing, foreign or malformed)."""
+
+
+# ----------------------------------------------------------------------------- model files
+
+
+@dataclass(frozen=True)
+class TokenizerSpec:
+    """``tokenizer.json``: what both ends must agree on to exchange tokens."""
+
+    name: str
+    model_id: int
+    k_max: int
+    levels: tuple[int, ...]
+    resolution: int
+    objective: str = "reconstruction"
+    format_version: int = FORMAT_VERSION
+    extra: dict[str, Any] = field(default_factory=dict, compare=False)
+
+    @property
+    def dims(self) -> int:
+        return len(self.levels)
+
+    @property
+    def vocab(self) -> int:
+        return math.prod(self.levels)
+
+    @property
+    def radix(self) -> tuple[int, ...]:
+        """Mixed-radix place values: ``id = sum_d code[d] * radix[d]``."""
+        return tuple(math.prod(self.levels[d + 1 :]) for d in range(self.dims))
+
+    @property
+    def model_id_hex(self) -> str:
+        return f"{self.model_id:08x}"
+
+    @classmethod
+    def load(cls, path: str | Path) -> TokenizerSpec:
+        path = Path(path)
+        try:
+            raw = json.loads(path.read_text())
+        except FileNotFoundError:
+            raise TokenizerModelError(
+                f"{path}: missing (expected {SPEC_FILE}, see docs/models.md)"
+            ) from None
+        except json.JSONDecodeError as err:
+            raise TokenizerModelError(f"{path}: not JSON ({err})") from None
+        if not isinstance(raw, dict) or raw.get("kind") != "tokenizer":
+            kind = raw.get("kind") if isinstance(raw, dict) else type(raw).__name__
+            raise TokenizerModelError(f"{path}: kind={kind!r}, expected 'tokenizer'")
+        if raw.get("format_version") != FORMAT_VERSION:
+            raise TokenizerModelError(
+                f"{path}: format_version={raw.get('format_version')!r}, this build reads {FORMAT_VERSION}"
+            )
+        missing = [k for k in ("name", "model_id", "k_max", "levels", "resolution") if k not in raw]
+        if missing:
+            raise TokenizerModelError(f"{path}: missing fields {missing}")
+        mid = raw["model_id"]
+        if not (
+            isinstance(mid, str)
+            and len(mid) == 8
+            and all(c in "0123456789abcdefABCDEF" for c in mid)
+        ):
+            raise TokenizerModelError(f"{path}: model_id={mid!r}, expected 8 hex characters")
+        levels = raw["levels"]
+        if not (
+            isinstance(levels, list)
+            and levels
+            and all(isinstance(v, int) and v >= 2 for v in levels)
+        ):
+            raise TokenizerModelError(f"{path}: levels={levels!r}, expected a list of ints >= 2")
+        k_max = raw["k_max"]
+        if not (isinstance(k_max, int) and 1 <= k_max <= MAX_BUDGET):
+            raise TokenizerModelError(
+                f"{path}: k_max={k_max!r}, expected 1..{MAX_BUDGET} (one budget byte)"
+            )
+        res = raw["resolution"]
+        if not (isinstance(res, int) and res > 0):
+            raise TokenizerModelError(f"{path}: resolution={res!r}, expected a positive int")
+        known = {
+            "kind",
+            "name",
+            "model_id",
+            "k_max",
+            "levels",
+            "resolution",
+            "objective",
+            "format_version",
+        }
+        return cls(
+            name=str(raw["name"]),
+            model_id=int(mid, 16),
+            k_max=k_max,
+            levels=tuple(levels),
+            resolution=res,
+            objective=str(raw.get("objective", "reconstruction")),
+            format_version=FORMAT_VERSION,
+            extra={k: v for k, v in raw.items() if k not in known},
+        )
+
+
+def encoder_model_id(encoder_path: str | Path) -> int:
+    """First 4 bytes of SHA-256 of the encoder ONNX file (docs/models.md's ``model_id``)."""
+    return int.from_bytes(hashlib.sha256(Path(encoder_path).read_bytes()).digest()[:4], "big")
+
+
+def load_prior(path: str | Path, spec: TokenizerSpec) -> np.ndarray:
+    """``tokenizer_prior.npy`` checked against the spec: float ``[k_max, D, max(levels)]``."""
+    path = Path(path)
+    try:
+        prior = np.load(path, allow_pickle=False)
+    except FileNotFoundError:
+        raise TokenizerModelError(
+            f"{path}: missing (expected {PRIOR_FILE}, see docs/models.md)"
+        ) from None
+    except ValueError as err:
+        raise TokenizerModelError(f"{path}: not a plain .npy array ({err})") from None
+    want = (spec.k_max, spec.dims, max(spec.levels))
+    if prior.shape != want or prior.dtype.kind != "f":
+        raise TokenizerModelError(
+            f"{path}: prior is {prior.dtype} {prior.shape}, expected float {want} "
+            f"[k_max, D, L_max] for levels {list(spec.levels)}"
+        )
+    prior = prior.astype(np.float64)
+    if not np.all(np.isfinite(prior)) or np.any(prior < 0):
+        raise TokenizerModelError(f"{path}: prior has negative or non-finite entries")
+    for d, n in enumerate(spec.levels):
+        if np.any(prior[:, d, n:] > 1e-9):
+            raise TokenizerModelError(
+                f"{path}: dimension {d} has mass beyond its {n} levels (levels out of order?)"
+            )
+    sums = prior.sum(-1)
+    if np.any(np.abs(sums - 1) > 1e-3):
+        raise TokenizerModelError(
+            f"{path}: prior rows must sum to 1 (range {sums.min():.4f}..{sums.max():.4f})"
+        )
+    return prior
+
+
+def prior_tables(prior: np.ndarray, spec: TokenizerSpec) -> CategoricalTables:
+    """Integer tables in coding order: position-major, FSQ dimension within a position."""
+    rows = prior.reshape(spec.k_max * spec.dims, -1)
+    return CategoricalTables.from_probabilities(rows, list(spec.levels) * spec.k_max)
+
+
+def _make_session(path: Path, providers: Sequence[str] | None, threads: int):
+    """One ONNX Runtime session: ``threads`` intra-op threads, CPU unless told otherwise.
+
+    One thread by default: the robot computer runs camera, codec and policy side by
+    side, and for a model of a few MB more threads cost wake-ups, not time.
+    """
+    import onnxruntime as ort
+
+    so = ort.SessionOptions()
+    so.intra_op_num_threads = threads
+    so.inter_op_num_threads = 1
+    so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    so.log_severity_level = 3
+    aliases = {
+        "cpu": "CPUExecutionProvider",
+        "cuda": "CUDAExecutionProvider",
+        "tensorrt": "TensorrtExecutionProvider",
+        "trt": "TensorrtExecutionProvider",
+    }
+    names = [aliases.get(p.lower(), p) for p in (providers or ["cpu"])]
+    try:
+        return ort.InferenceSession(str(path), sess_options=so, providers=names)
+    except Exception as err:  # onnxruntime raises its own exception types
+        raise TokenizerModelError(f"{path}: ONNX Runtime cannot load it ({err})") from err
+
+
+def _check_io(sess, path: Path, inputs: dict[str, str], outputs: dict[str, str]) -> None:
+    got_in = {i.name: i.type for i in sess.get_inputs()}
+    got_out = {o.name: o.type for o in sess.get_outputs()}
+    for kind, want, got in (("input", inputs, got_in), ("output", outputs, got_out)):
+        for name, typ in want.items():
+            if got.get(name) != typ:
+                raise TokenizerModelError(
+                    f"{path}: expected {kind} {name!r} of {typ} (docs/models.md), model has {got}"
+                )
+
+
+# ----------------------------------------------------------------------------- results
+
+
+@dataclass(frozen=True)
+class EncodedTokens(EncodedFrame):
+    """An ``EncodedFrame`` that also carries the ``k`` token ids it sent (sender bookkeeping)."""
+
+    tokens: np.ndarray | None = None
+
+
+@dataclass(frozen=True)
+class DecodedTokens(DecodedFrame):
+    """A ``DecodedFrame`` of ``k`` token ids; ``padded`` is the policy's fixed-size input."""
+
+    k_max: int = 0
+
+    @property
+    def budget(self) -> int:
+        return 0 if self.tokens is None else len(self.tokens)
+
+    @property
+    def padded(self) -> np.ndarray:
+        """int64 ``[k_max]``: the ids, zeros past ``budget`` (the policy masks them)."""
+        out = np.zeros(self.k_max, dtype=np.int64)
+        if self.tokens is not None:
+            out[: len(self.tokens)] = self.tokens
+        return out
+
+
+# ----------------------------------------------------------------------------- codec
+
+
+class TokenCodec(PacketCodec):
+    """Frames ⇄ packets of ``k`` entropy-coded tokens of one tokenizer model directory.
+
+    ``providers``: ONNX Runtime providers in order (short names ``cpu``, ``cuda``,
+    ``tensorrt`` or full names); CPU by default. ``coder``: ``"arithmetic"``
+    (exact, default) or ``"constriction"`` (32-bit words; comparisons only, and
+    its packets are a different stream: the two ends must use the same coder).
+    """
+
+    name = "tokens"
+    kind = "tokens"
+    codec_id = CodecId.TOKENS
+
+    def __init__(
+        self,
+        model_dir: str | Path | None = None,
+        *,
+        frame_shape: Sequence[int] | None = None,
+        providers: Sequence[str] | None = None,
+        threads: int = 1,
+        coder: str = "arithmetic",
+        known_models: Iterable[int] = (),
+    ) -> None:
+        self.model_dir = Path(DEFAULT_MODEL_DIR if model_dir is None else model_dir)
+        if not self.model_dir.is_dir():
+            raise TokenizerModelError(
+                f"tokenizer model directory {self.model_dir} not found; expected a directory "
+                f"with {', '.join(MODEL_FILES)} (docs/models.md)"
+            )
+        missing = [f for f in MODEL_FILES if not (self.model_dir / f).is_file()]
+        if missing:
+            raise TokenizerModelError(
+                f"{self.model_dir}: missing {', '.join(missing)} (a tokenizer directory holds "
+                f"{', '.join(MODEL_FILES)}, docs/models.md)"
+            )
+        self.spec = TokenizerSpec.load(self.model_dir / SPEC_FILE)
+        res = self.spec.resolution
+        if frame_shape is not None and tuple(int(s) for s in frame_shape) != (res, res):
+            raise ValueError(
+                f"frame_shape={tuple(frame_shape)!r}: tokenizer {self.spec.name!r} takes {res}x{res} frames"
+            )
+        super().__init__((res, res), known_models)
+        found = encoder_model_id(self.model_dir / ENCODER_FILE)
+        if found != self.spec.model_id:
+            raise TokenizerModelError(
+                f"{self.model_dir}: {ENCODER_FILE} hashes to {found:08x} but {SPEC_FILE} says "
+                f"model_id {self.spec.model_id_hex}: the files come from different exports"
+            )
+        self.prior = load_prior(self.model_dir / PRIOR_FILE, self.spec)
+        self.tables = prior_tables(self.prior, self.spec)
+        self.coder: EntropyCoder = get_coder(coder)
+        self.providers = tuple(providers) if providers else ("cpu",)
+        self.threads = int(threads)
+        self._encoder = _make_session(self.model_dir / ENCODER_FILE, self.providers, self.threads)
+        _check_io(
+            self._encoder,
+            self.model_dir / ENCODER_FILE,
+            {"image": "tensor(uint8)"},
+            {"codes": "tensor(int64)", "token_ids": "tensor(int64)"},
+        )
+        self._decoder = None  # opened on the first image decode
+        self._levels = np.asarray(self.spec.levels, dtype=np.int64)
+        self._radix = np.asarray(self.spec.radix, dtype=np.int64)
+
+    # ------------------------------------------------------------------ identity
+
+    @property
+    def model_id(self) -> int:
+        """The tokenizer's ``model_id`` (encoder hash), the key of every packet's CRC."""
+        return self.spec.model_id
+
+    def identity(self) -> str:
+        return f"tokenizer/{self.spec.name}/{self.spec.model_id_hex}/{self.coder.name}"
+
+    @property
+    def k_max(self) -> int:
+        return self.spec.k_max
+
+    def budgets(self) -> range:
+        return range(1, self.spec.k_max + 1)
+
+    def _check_budget(self, k: int) -> int:
+        if (
+            isinstance(k, bool)
+            or not isinstance(k, int | np.integer)
+            or not 1 <= k <= self.spec.k_max
+        ):
+            raise ValueError(
+                f"{self.name}: budget={k!r} outside 1..{self.spec.k_max} (token count)"
+            )
+        return int(k)
+
+    # ------------------------------------------------------------------ model runs
+
+    def tokenize(self, frames: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Encoder ONNX on ``[B, H, W, 3]`` (or one ``[H, W, 3]``) uint8 frames.
+
+        Returns ``(codes [B, k_max, D], token_ids [B, k_max])`` int64, all ``k_max``
+        tokens; any prefix is a valid description of the frame.
+        """
+        one = frames.ndim == 3
+        batch = frames[None] if one else frames
+        want_shape = (*self._frame_shape, 3)
+        if batch.ndim != 4 or batch.dtype != np.uint8 or batch.shape[1:] != want_shape:
+            raise ValueError(
+                f"frames must be [B, {', '.join(map(str, want_shape))}] uint8, got {batch.dtype} {batch.shape}"
+            )
+        codes, ids = self._encoder.run(
+            ["codes", "token_ids"], {"image": np.ascontiguousarray(batch)}
+        )
+        want = (len(batch), self.spec.k_max, self.spec.dims)
+        if codes.shape != want or np.any(codes < 0) or np.any(codes >= self._levels):
+            raise TokenizerModelError(
+                f"{self.model_dir / ENCODER_FILE}: codes {codes.shape} outside levels {list(self.spec.levels)}"
+            )
+        return (codes[0], ids[0]) if one else (codes, ids)
+
+    def reconstruct(self, token_ids: np.ndarray, budget: int | np.ndarray) -> np.ndarray:
+        """Decoder ONNX: ids ``[B, k_max]`` (or ``[k_max]``) and budgets → uint8 images."""
+        if self._decoder is None:
+            sess = _make_session(self.model_dir / DECODER_FILE, self.providers, self.threads)
+            _check_io(
+                sess,
+                self.model_dir / DECODER_FILE,
+                {"token_ids": "tensor(int64)", "budget": "tensor(int64)"},
+                {"image": "tensor(uint8)"},
+            )
+            self._decoder = sess
+        ids = np.asarray(token_ids, dtype=np.int64)
+        one = ids.ndim == 1
+        ids = ids[None] if one else ids
+        b = np.broadcast_to(np.asarray(budget, dtype=np.int64), (len(ids),)).copy()
+        (img,) = self._decoder.run(["image"], {"token_ids": np.ascontiguousarray(ids), "budget": b})
+        return img[0] if one else img
+
+    # ------------------------------------------------------------------ ids ⇄ codes
+
+    def ids_to_codes(self, token_ids: np.ndarray) -> np.ndarray:
+        ids = np.asarray(token_ids, dtype=np.int64)
+        if np.any(ids < 0) or np.any(ids >= self.spec.vocab):
+            raise ValueError(f"token ids must be in 0..{self.spec.vocab - 1}")
+        return (ids[..., None] // self._radix) % self._levels
+
+    def codes_to_ids(self, codes: np.ndarray) -> np.ndarray:
+        return (np.asarray(codes, dtype=np.int64) * self._radix).sum(-1)
+
+    # ------------------------------------------------------------------ entropy coding
+
+    def _payload(self, codes: np.ndarray, k: int) -> bytes:
+        return self.coder.encode(codes[:k].reshape(-1).tolist(), self.tables)
+
+    def _fit(self, codes: np.ndarray, target_bytes: int) -> tuple[int, bytes, bool]:
+        """Largest k whose packet fits ``target_bytes`` (sizes never shrink as k grows)."""
+        limit = max_payload_for(target_bytes)
+        payload1 = self._payload(codes, 1)
+        if len(payload1) > limit:
+            return 1, payload1, False
+        lo, hi, best = 1, self.spec.k_max, payload1
+        while lo < hi:  # invariant: k = lo fits, best is its payload
+            mid = (lo + hi + 1) // 2
+            p = self._payload(codes, mid)
+            if len(p) <= limit:
+                lo, best = mid, p
+            else:
+                hi = mid - 1
+        return lo, best, True
+
+    def _frame(
+        self,
+        codes: np.ndarray,
+        *,
+        budget: int | None,
+        target_bytes: int | None,
+        frame_id: int,
+        stamp_ms: int,
+    ) -> EncodedTokens:
+        met = True
+        if target_bytes is not None:
+            k, payload, met = self._fit(codes, target_bytes)
+        else:
+            k = self.spec.k_max if budget is None else self._check_budget(budget)
+            payload = self._payload(codes, k)
+        packet, header = self._pack(payload, budget=k, frame_id=frame_id, stamp_ms=stamp_ms)
+        return EncodedTokens(
+            packet=packet,
+            header=header,
+            payload_bytes=len(payload),
+            setting={"k": k, "coder": self.coder.name},
+            target_bytes=target_bytes,
+            target_met=met,
+            tokens=self.codes_to_ids(codes[:k]),
+        )
+
+    # ------------------------------------------------------------------ Codec interface
+
+    def encode(
+        self,
+        frame: np.ndarray,
+        *,
+        budget: int | None = None,
+        target_bytes: int | None = None,
+        frame_id: int = 0,
+        stamp_ms: int = 0,
+    ) -> EncodedTokens:
+        """One frame → one packet of ``budget`` tokens (default ``k_max``) or the most that fit."""
+        if budget is not None:
+            self._check_budget(budget)
+        self._check_knobs(budget, target_bytes)
+        codes, _ = self.tokenize(check_frame(frame, self._frame_shape))
+        return self._frame(
+            codes, budget=budget, target_bytes=target_bytes, frame_id=frame_id, stamp_ms=stamp_ms
+        )
+
+    def encode_ids(
+        self,
+        token_ids: Sequence[int] | np.ndarray,
+        k: int | None = None,
+        *,
+        frame_id: int = 0,
+        stamp_ms: int = 0,
+    ) -> EncodedTokens:
+        """Token ids already computed (e.g. by a batched encoder) → packet of the first ``k``."""
+        ids = np.asarray(token_ids, dtype=np.int64).reshape(-1)
+        k = len(ids) if k is None else k
+        k = self._check_budget(k)
+        if len(ids) < k:
+            raise ValueError(f"{len(ids)} token ids given for budget k={k}")
+        return self._frame(
+            self.ids_to_codes(ids[:k]),
+            budget=k,
+            target_bytes=None,
+            frame_id=frame_id,
+            stamp_ms=stamp_ms,
+        )
+
+    def decode_header(self, packet: bytes) -> tuple[PacketHeader, list[int]]:
+        """Verify the packet and entropy-decode its level indices (raises ``PacketError`` only)."""
+        header, payload = self._unpack(packet)
+        k = header.budget
+        if not 1 <= k <= self.spec.k_max:
+            raise UndecodablePayload(
+                f"budget byte {k} outside 1..{self.spec.k_max} for {self.spec.name}"
+            )
+        try:
+            symbols = self.coder.decode(payload, k * self.spec.dims, self.tables)
+        except EntropyDecodeError as err:
+            raise UndecodablePayload(f"token payload does not decode: {err}") from err
+        return header, symbols
+
+    def decode(self, packet: bytes, *, image: bool = False) -> DecodedTokens:
+        """Packet → ``k`` token ids (and the decoder ONNX's image when ``image=True``)."""
+        header, symbols = self.decode_header(packet)
+        codes = np.asarray(symbols, dtype=np.int64).reshape(header.budget, self.spec.dims)
+        ids = self.codes_to_ids(codes)
+        out = DecodedTokens(
+            header=header, tokens=ids, setting={"k": header.budget}, k_max=self.spec.k_max
+        )
+        if image:
+            out = replace(out, image=self.reconstruct(out.padded, header.budget))
+        return out
+
+    def decode_ids(self, packet: bytes) -> np.ndarray:
+        """Packet → the ``k`` token ids (int64), nothing else."""
+        tokens = self.decode(packet).tokens
+        assert tokens is not None
+        return tokens
+
+    # ------------------------------------------------------------------ rates for the controller
+
+    def size_table(
+        self,
+        frames: np.ndarray | Sequence[np.ndarray],
+        budgets: Iterable[int] | None = None,
+        *,
+        batch: int = 64,
+    ) -> dict[str, Any]:
+        """Measured mean packet bytes per budget over ``frames`` (JSON-able).
+
+        The link controller needs bits(k) before it has seen this stream's
+        packets; this gives it a measured start (it keeps learning online).
+        """
+        ks = [self._check_budget(k) for k in (budgets if budgets is not None else self.budgets())]
+        arr = np.asarray(frames)
+        if arr.ndim == 3:
+            arr = arr[None]
+        if len(arr) == 0:
+            raise ValueError("size_table needs at least one frame")
+        sizes = {k: [] for k in ks}
+        for start in range(0, len(arr), batch):
+            codes, _ = self.tokenize(arr[start : start + batch])
+            for c in codes:
+                for k in ks:
+                    sizes[k].append(len(self._payload(c, k)))
+        payload = [float(np.mean(sizes[k])) for k in ks]
+        return {
+            "codec": self.name,
+            "tokenizer": self.spec.name,
+            "model_id": self.spec.model_id_hex,
+            "coder": self.coder.name,
+            "n_frames": len(arr),
+            "budgets": ks,
+            "mean_payload_bytes": payload,
+            "mean_packet_bytes": [
+                float(np.mean([n + overhead_bytes(n) for n in sizes[k]])) for k in ks
+            ],
+            "max_packet_bytes": [max(n + overhead_bytes(n) for n in sizes[k]) for k in ks],
+        }
+
+
+__all__ = [
+    "DEFAULT_MODEL_DIR",
+    "MODEL_FILES",
+    "DecodedTokens",
+    "EncodedTokens",
+    "TokenCodec",
+    "TokenizerModelError",
+    "TokenizerSpec",
+    "encoder_model_id",
+    "load_prior",
+    "prior_tables",
+]
