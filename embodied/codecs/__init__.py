@@ -27,6 +27,7 @@ from typing import Any
 from embodied.codecs.base import (
     Codec,
     CodecKind,
+    CodecUnavailable,
     DecodedFrame,
     EncodedFrame,
     MissingReference,
@@ -38,6 +39,7 @@ from embodied.packet import CodecId
 __all__ = [
     "Codec",
     "CodecSpec",
+    "CodecUnavailable",
     "DecodedFrame",
     "EncodedFrame",
     "MissingReference",

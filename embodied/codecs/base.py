@@ -51,6 +51,15 @@ Setting = Mapping[str, int | float | str]
 MIN_SIDE, MAX_SIDE = 16, 512
 
 
+class CodecUnavailable(RuntimeError):
+    """The codec is registered but cannot be built here (e.g. its model files are absent).
+
+    Raise this (or a subclass) from a codec's constructor for a missing
+    model or library, so that registry-wide tests and benchmarks skip the
+    codec with the reason instead of failing.
+    """
+
+
 class MissingReference(PacketError):
     """An inter-coded packet whose reference frames this decoder never received."""
 
