@@ -11,6 +11,7 @@ from collections.abc import Sequence
 
 BENCHES: dict[str, tuple[str, str]] = {
     "render": ("sim.bench_render:main", "MuJoCo render time per frame, default vs fast"),
+    "tokens": ("embodied.codecs.bench_tokens:main", "token codec encode/decode ms and bytes per k"),
 }
 
 

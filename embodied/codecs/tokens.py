@@ -356,6 +356,11 @@ class TokenCodec(PacketCodec):
         return f"tokenizer/{self.spec.name}/{self.spec.model_id_hex}/{self.coder.name}"
 
     @property
+    def active_providers(self) -> list[str]:
+        """What ONNX Runtime runs the encoder on (label latency numbers with it)."""
+        return list(self._encoder.get_providers())
+
+    @property
     def k_max(self) -> int:
         return self.spec.k_max
 
