@@ -27,7 +27,13 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from embodied.codecs import UnknownCodecName, codec_names, codec_spec, make_codec
+from embodied.codecs import (
+    CodecUnavailable,
+    UnknownCodecName,
+    codec_names,
+    codec_spec,
+    make_codec,
+)
 from embodied.codecs.base import Codec
 
 
@@ -140,7 +146,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"{'codec':<11} {'target':>6} {'bytes':>7} {'met':>5} {'enc ms':>7} {'dec ms':>7} {'PSNR':>5}"
     )
     for name in names:
-        codec = make_codec(name, frame_shape=shape)
+        try:
+            codec = make_codec(name, frame_shape=shape)
+        except CodecUnavailable as err:
+            print(f"{name:<11} skipped: {err}")
+            continue
         rows = [run_codec(codec, frames, t) for t in args.targets]
         results[name] = {"smallest_bytes": smallest_packet(codec, frames), "runs": rows}
         for r in rows:

@@ -8,8 +8,9 @@ lookahead, no B-frames: one packet out per frame in, decodable at once),
   packet decodes alone (a lost packet costs one frame). A ladder of
   (QP, downscale) rungs, searched per frame like JPEG and WebP (``ladder.py``).
   libx264 cannot change QP on an open encoder through PyAV, so one encoder
-  is kept per (size, QP) and reused: with a GOP of 1 each output is
-  independent of the previous ones.
+  is kept per (size, QP) and reused (``cache_size`` of them, about 1 MB
+  each at 64×64): with a GOP of 1 each output is independent of the
+  previous ones.
 * ``h264``: one stateful encoder across calls, CBR through bit rate + VBV
   (``maxrate`` = bit rate, ``bufsize`` = ``vbv_frames`` frame periods, 2 by
   default, at least 1 kbit, libx264's unit), periodic intra refresh instead of IDR frames (so a lost
@@ -26,7 +27,9 @@ lookahead, no B-frames: one packet out per frame in, decodable at once),
   these rates (a long-run mean of about 55-95% of the target; with
   ``nal-hrd=cbr`` it pads the rest with filler NAL units, which carry
   nothing and which we would strip anyway); the bits reported are the ones
-  actually sent.
+  actually sent. At the lowest rates the VBV squeezes the first IDR frame to
+  a nearly flat picture; quality builds up over the refresh period. Measured:
+  inter frames of ~46 B at 5 kbit/s and ~60 B at 8 kbit/s (10 fps).
 
 Payload: the Annex B NAL units without SEI, filler and access-unit delimiters (x264's
 first packet carries a ~540-byte SEI with its option string, useless to a
@@ -189,7 +192,7 @@ class H264IntraCodec(LadderCodec):
         return pack_nals(_START + payload)[1]
 
     def reset(self) -> None:
-        self._encoders.clear()
+        # Intra frames carry no stream state; the encoder cache is only a cache.
         self._decoder = None
 
 
