@@ -29,6 +29,11 @@ Why this shape:
   arithmetic code the packet size never decreases with ``k`` (a longer
   message's interval lies inside the shorter one's), so a binary search over
   ``k`` is exact.
+* Any camera size: frames of ``frame_shape`` are averaged down (``INTER_AREA``)
+  to the tokenizer's resolution, and images come back at ``frame_shape``. The
+  packet carries tokens only, so it does not depend on the camera size: a
+  receiver built with another ``frame_shape`` decodes it (the stream identity
+  is the model, not the camera).
 """
 
 from __future__ import annotations
@@ -41,9 +46,11 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+import cv2
 import numpy as np
 
 from embodied.codecs.base import (
+    CodecUnavailable,
     DecodedFrame,
     EncodedFrame,
     PacketCodec,
@@ -66,7 +73,15 @@ MAX_BUDGET = 255  # the packet's budget byte
 
 
 class TokenizerModelError(ValueError):
-    """A model directory that does not honour docs/models.md (missing, foreign or malformed)."""
+    """A model directory that does not honour docs/models.md (foreign or malformed)."""
+
+
+class TokenizerMissing(TokenizerModelError, CodecUnavailable):
+    """The model directory or one of its files is absent (not trained or shipped yet).
+
+    Also a ``CodecUnavailable``, so registry-wide tests and benchmarks skip the
+    codec with this message, while a present but foreign or broken model fails.
+    """
 
 
 # ----------------------------------------------------------------------------- model files
@@ -211,6 +226,14 @@ def prior_tables(prior: np.ndarray, spec: TokenizerSpec) -> CategoricalTables:
     return CategoricalTables.from_probabilities(rows, list(spec.levels) * spec.k_max)
 
 
+def _resize(image: np.ndarray, shape: tuple[int, int], interpolation: int = -1) -> np.ndarray:
+    if image.shape[:2] == shape:
+        return image
+    if interpolation < 0:
+        interpolation = cv2.INTER_LINEAR  # no overshoot or ringing, as the ladder codecs
+    return cv2.resize(image, (shape[1], shape[0]), interpolation=interpolation)
+
+
 def _make_session(path: Path, providers: Sequence[str] | None, threads: int):
     """One ONNX Runtime session: ``threads`` intra-op threads, CPU unless told otherwise.
 
@@ -306,23 +329,20 @@ class TokenCodec(PacketCodec):
     ) -> None:
         self.model_dir = Path(DEFAULT_MODEL_DIR if model_dir is None else model_dir)
         if not self.model_dir.is_dir():
-            raise TokenizerModelError(
+            raise TokenizerMissing(
                 f"tokenizer model directory {self.model_dir} not found; expected a directory "
                 f"with {', '.join(MODEL_FILES)} (docs/models.md)"
             )
         missing = [f for f in MODEL_FILES if not (self.model_dir / f).is_file()]
         if missing:
-            raise TokenizerModelError(
+            raise TokenizerMissing(
                 f"{self.model_dir}: missing {', '.join(missing)} (a tokenizer directory holds "
                 f"{', '.join(MODEL_FILES)}, docs/models.md)"
             )
         self.spec = TokenizerSpec.load(self.model_dir / SPEC_FILE)
         res = self.spec.resolution
-        if frame_shape is not None and tuple(int(s) for s in frame_shape) != (res, res):
-            raise ValueError(
-                f"frame_shape={tuple(frame_shape)!r}: tokenizer {self.spec.name!r} takes {res}x{res} frames"
-            )
-        super().__init__((res, res), known_models)
+        super().__init__((res, res) if frame_shape is None else frame_shape, known_models)
+        self._native = (res, res)
         found = encoder_model_id(self.model_dir / ENCODER_FILE)
         if found != self.spec.model_id:
             raise TokenizerModelError(
@@ -388,11 +408,15 @@ class TokenCodec(PacketCodec):
         """
         one = frames.ndim == 3
         batch = frames[None] if one else frames
-        want_shape = (*self._frame_shape, 3)
-        if batch.ndim != 4 or batch.dtype != np.uint8 or batch.shape[1:] != want_shape:
+        shapes = {(*self._frame_shape, 3), (*self._native, 3)}
+        if batch.ndim != 4 or batch.dtype != np.uint8 or batch.shape[1:] not in shapes:
             raise ValueError(
-                f"frames must be [B, {', '.join(map(str, want_shape))}] uint8, got {batch.dtype} {batch.shape}"
+                f"frames must be [B, H, W, 3] uint8 with (H, W) = {self._frame_shape} "
+                f"(or the tokenizer's {self._native}), got {batch.dtype} {batch.shape}"
             )
+        if batch.shape[1:3] != self._native:
+            # Another camera size: average down (or interpolate up) to the model's input.
+            batch = np.stack([_resize(f, self._native, cv2.INTER_AREA) for f in batch])
         codes, ids = self._encoder.run(
             ["codes", "token_ids"], {"image": np.ascontiguousarray(batch)}
         )
@@ -404,7 +428,11 @@ class TokenCodec(PacketCodec):
         return (codes[0], ids[0]) if one else (codes, ids)
 
     def reconstruct(self, token_ids: np.ndarray, budget: int | np.ndarray) -> np.ndarray:
-        """Decoder ONNX: ids ``[B, k_max]`` (or ``[k_max]``) and budgets → uint8 images."""
+        """Decoder ONNX: ids ``[B, k_max]`` (or ``[k_max]``) and budgets → uint8 images.
+
+        Images are at the tokenizer's resolution; ``decode(..., image=True)``
+        resizes them to ``frame_shape``.
+        """
         if self._decoder is None:
             sess = _make_session(self.model_dir / DECODER_FILE, self.providers, self.threads)
             _check_io(
@@ -544,7 +572,8 @@ class TokenCodec(PacketCodec):
             header=header, tokens=ids, setting={"k": header.budget}, k_max=self.spec.k_max
         )
         if image:
-            out = replace(out, image=self.reconstruct(out.padded, header.budget))
+            img = _resize(self.reconstruct(out.padded, header.budget), self._frame_shape)
+            out = replace(out, image=img)
         return out
 
     def decode_ids(self, packet: bytes) -> np.ndarray:
@@ -601,6 +630,7 @@ __all__ = [
     "DecodedTokens",
     "EncodedTokens",
     "TokenCodec",
+    "TokenizerMissing",
     "TokenizerModelError",
     "TokenizerSpec",
     "encoder_model_id",

@@ -163,9 +163,10 @@ def test_decoder_is_strict(codec: Codec) -> None:
     for bad in (b"", enc.packet[:-1], enc.packet[:5], b"\x40" * 12, bytes(reversed(enc.packet))):
         with pytest.raises(PacketError):
             codec.decode(bad)
-    other_shape = _make(codec.name, frame_shape=(32, 48))
-    with pytest.raises(PacketError):
-        other_shape.decode(enc.packet)
+    if codec.kind == "image":  # token packets carry no pixels: any camera size decodes them
+        other_shape = _make(codec.name, frame_shape=(32, 48))
+        with pytest.raises(PacketError):
+            other_shape.decode(enc.packet)
     for other in NAMES:
         if other != codec.name and _available(other):
             with pytest.raises(PacketError):

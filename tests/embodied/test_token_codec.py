@@ -19,7 +19,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from embodied.codecs.tokens import DEFAULT_MODEL_DIR, TokenCodec, TokenizerModelError
+from embodied.codecs.base import CodecUnavailable
+from embodied.codecs.tokens import (
+    DEFAULT_MODEL_DIR,
+    TokenCodec,
+    TokenizerMissing,
+    TokenizerModelError,
+)
 from embodied.packet import (
     CorruptPacket,
     ForeignModel,
@@ -313,8 +319,9 @@ def test_constriction_coder_round_trips(tiny_dir):
 
 
 def test_model_directory_errors_name_what_was_expected(tiny_dir, tmp_path):
-    with pytest.raises(TokenizerModelError, match=r"tokenizer\.json"):
+    with pytest.raises(TokenizerMissing, match=r"tokenizer\.json"):
         TokenCodec(tmp_path / "nowhere")
+    assert issubclass(TokenizerMissing, CodecUnavailable)  # registry-wide tests skip it
     partial = tmp_path / "partial"
     shutil.copytree(tiny_dir, partial)
     (partial / "tokenizer_prior.npy").unlink()
@@ -336,12 +343,17 @@ def test_model_directory_errors_name_what_was_expected(tiny_dir, tmp_path):
         TokenCodec(foreign)
 
 
-def test_wrong_frame_shape_is_refused(tiny_dir):
-    with pytest.raises(ValueError, match="64x64"):
-        TokenCodec(tiny_dir, frame_shape=(32, 32))
-    codec = TokenCodec(tiny_dir, frame_shape=(64, 64))
+def test_other_camera_sizes_are_resized(tiny_dir):
+    wide = TokenCodec(tiny_dir, frame_shape=(48, 80))
+    native = TokenCodec(tiny_dir)
+    frame = make_frames(1, res=96)[0][:48, :80].copy()
+    enc = wide.encode(frame, budget=3)
+    dec = native.decode(enc.packet, image=True)  # tokens do not depend on the camera size
+    assert np.array_equal(dec.tokens, enc.tokens)
+    assert dec.image.shape == (64, 64, 3)
+    assert wide.decode(enc.packet, image=True).image.shape == (48, 80, 3)
     with pytest.raises(ValueError):
-        codec.encode(np.zeros((32, 32, 3), np.uint8), budget=1)
+        wide.encode(np.zeros((32, 32, 3), np.uint8), budget=1)
 
 
 def test_registered_as_tokens(tiny_dir):
