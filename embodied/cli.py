@@ -52,6 +52,7 @@ register(
 )
 register("tasks", "sim.suite:tasks_main", "list the benchmark tasks, their ids and instructions")
 register("bench-codecs", "embodied.codecs.bench:main", "codec sizes, target fit, encode/decode ms")
+register("rd", "embodied.rd:main", "rate-distortion report: tokens vs JPEG/WebP/H.264/raw, PSNR vs bits")
 
 
 def _usage() -> str:

@@ -374,3 +374,27 @@ def test_shipped_sixteen_tokens_beat_the_smallest_jpeg_tenfold():
     frame = make_frames(1, seed=3, res=codec.spec.resolution)[0]
     jpeg = JpegCodec((codec.spec.resolution,) * 2).smallest_packet_bytes(frame)
     assert len(codec.encode(frame, budget=min(16, codec.k_max)).packet) * 10 <= jpeg
+
+
+# ----------------------------------------------------------------------------- rd report
+
+
+def test_rd_report_smoke(tiny_dir, tmp_path):
+    from embodied.rd import main as rd_main
+
+    np.save(tmp_path / "f.npy", make_frames(6, seed=11))
+    out = tmp_path / "rd"
+    argv = ["--frames", str(tmp_path / "f.npy"), "--tokenizers", str(tiny_dir)]
+    argv += ["--codecs", "raw", "h264", "--qps", "30", "--budgets", "1", "4", "--clip-len", "3"]
+    assert rd_main([*argv, "--out", str(out), "--no-progress"]) == 0
+    for name in ("rd.json", "rd.csv", "rd.png", "rd_grid.png"):
+        assert (out / name).stat().st_size > 0
+    report = json.loads((out / "rd.json").read_text())
+    assert report["n_frames"] == 6
+    toks = report["curves"]["tokens:tok-test"]["points"]
+    assert [p["setting"]["k"] for p in toks] == [1, 4]
+    for curve in report["curves"].values():
+        for p in curve["points"]:
+            assert p["bits"] == pytest.approx(p["header_bits"] + p["payload_bits"])
+            assert p["header_bits"] >= 64  # the packet header is counted, never left out
+    assert any(p["on_envelope"] for p in report["curves"]["raw"]["points"])
