@@ -12,6 +12,7 @@ from collections.abc import Sequence
 BENCHES: dict[str, tuple[str, str]] = {
     "render": ("sim.bench_render:main", "MuJoCo render time per frame, default vs fast"),
     "tokens": ("embodied.codecs.bench_tokens:main", "token codec encode/decode ms and bytes per k"),
+    "policy": ("embodied.bench_policy:main", "policy latency p50/p99 per budget, per provider"),
 }
 
 
