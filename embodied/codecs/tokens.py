@@ -549,7 +549,7 @@ class TokenCodec(PacketCodec):
             stamp_ms=stamp_ms,
         )
 
-    def decode_header(self, packet: bytes) -> tuple[PacketHeader, list[int]]:
+    def decode_symbols(self, packet: bytes) -> tuple[PacketHeader, list[int]]:
         """Verify the packet and entropy-decode its level indices (raises ``PacketError`` only)."""
         header, payload = self._unpack(packet)
         k = header.budget
@@ -565,7 +565,7 @@ class TokenCodec(PacketCodec):
 
     def decode(self, packet: bytes, *, image: bool = False) -> DecodedTokens:
         """Packet → ``k`` token ids (and the decoder ONNX's image when ``image=True``)."""
-        header, symbols = self.decode_header(packet)
+        header, symbols = self.decode_symbols(packet)
         codes = np.asarray(symbols, dtype=np.int64).reshape(header.budget, self.spec.dims)
         ids = self.codes_to_ids(codes)
         out = DecodedTokens(
