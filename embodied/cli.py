@@ -51,6 +51,7 @@ register(
     "benchmarks: render, codec, policy, ... (`embodied bench --help`)",
 )
 register("tasks", "sim.suite:tasks_main", "list the benchmark tasks, their ids and instructions")
+register("link-sim", "embodied.linksim:main", "trace-driven link + budget controllers (--all)")
 register("trt-build", "embodied.trt:main", "TensorRT engine from ONNX (or the trtexec command)")
 register("bench-codecs", "embodied.codecs.bench:main", "codec sizes, target fit, encode/decode ms")
 register("rd", "embodied.rd:main", "rate-distortion report: tokens vs JPEG/WebP/H.264/raw, PSNR vs bits")

@@ -1,0 +1,297 @@
+"""The controller contract: feedback in, token budget out; live-tunable settings.
+
+A controller sits beside the tokenizer. Before each frame it is asked for a
+budget (``next_budget(now)``); about each packet it is told twice through
+``observe(feedback)``: once when the packet leaves the sender (size, send
+time, measured compute time) and once when its fate is known (arrival time
+from the receiver's report, or loss). The second report comes a feedback
+delay after the arrival, so a controller never sees the future.
+
+A controller may answer :data:`SKIP` instead of a budget: the frame is not
+sent, because even the minimum budget is predicted to miss its deadline behind
+what is already queued (WebRTC's encoder frame dropper does the same). The
+benchmark counts a skipped frame as a deadline miss.
+
+Settings (:class:`ControllerSettings`) validate themselves; their ranges and
+descriptions live in the fields' metadata, from which :func:`settings_spec`
+builds the table a ROS node turns into parameter descriptors.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Final, Literal, Protocol, runtime_checkable
+
+from embodied.control.estimators import OnlineLinear
+
+SKIP: Final = 0
+MODES: Final = ("adaptive", "hold", "min", "max")
+DEFAULT_K_MAX: Final = 64
+
+Status = Literal["sent", "delivered", "lost"]
+
+
+@dataclass(frozen=True)
+class Feedback:
+    """One report about one packet. Times are seconds on the sender's clock.
+
+    ``status`` is ``"sent"`` for the report made when the packet leaves
+    (``arrival_time`` unknown), then ``"delivered"`` or ``"lost"``.
+    """
+
+    frame_id: int
+    budget: int
+    payload_bytes: int  # codec bytes, packet header included
+    overhead_bytes: int  # transport framing (UDP/IP, DDS, radio) on top
+    capture_time: float
+    send_time: float
+    compute_time: float  # measured encoder time for this frame
+    status: Status
+    observed_at: float  # when the sender learns this report
+    arrival_time: float | None = None
+
+    @property
+    def wire_bytes(self) -> int:
+        return self.payload_bytes + self.overhead_bytes
+
+    @property
+    def latency(self) -> float | None:
+        """Capture to arrival, the number the deadline is about."""
+        return None if self.arrival_time is None else self.arrival_time - self.capture_time
+
+
+def _setting(
+    default: Any,
+    description: str,
+    *,
+    lo: float | None = None,
+    hi: float | str | None = None,
+    choices: tuple[str, ...] | None = None,
+    live: bool = True,
+) -> Any:
+    meta = {"description": description, "min": lo, "max": hi, "choices": choices, "live": live}
+    return field(default=default, metadata=meta)
+
+
+@dataclass(frozen=True)
+class ControllerSettings:
+    """The knobs of a controller. ``max`` given as a field name means "up to that field"."""
+
+    deadline_ms: float = _setting(
+        100.0, "end-to-end deadline, capture to arrival (ms)", lo=1.0, hi=10_000.0
+    )
+    min_budget: int = _setting(
+        1, "smallest token budget the controller may choose", lo=1, hi="k_max"
+    )
+    max_budget: int = _setting(
+        64, "largest token budget the controller may choose", lo=1, hi="k_max"
+    )
+    bitrate_cap_kbps: float = _setting(
+        0.0,
+        "cap on the sent bit rate incl. transport overhead (kbit/s); 0 = no cap",
+        lo=0.0,
+        hi=1_000_000.0,
+    )
+    mode: str = _setting(
+        "adaptive",
+        "adaptive: the controller decides; hold: keep the last budget; min/max: pin to a bound",
+        choices=MODES,
+    )
+    k_max: int = _setting(
+        DEFAULT_K_MAX,
+        "tokens per frame of the tokenizer (fixed by the model)",
+        lo=1,
+        hi=4096,
+        live=False,
+    )
+
+    def __post_init__(self) -> None:
+        specs = settings_spec(DEFAULT_K_MAX)
+        specs["k_max"].check(self.k_max)  # the other ranges depend on it
+        for spec in settings_spec(self.k_max).values():
+            spec.check(getattr(self, spec.name))
+        if self.min_budget > self.max_budget:
+            raise ValueError(
+                f"min_budget={self.min_budget} must not exceed max_budget={self.max_budget}"
+            )
+
+
+@dataclass(frozen=True)
+class SettingSpec:
+    """One setting's type, default, range and description (for ROS descriptors, docs)."""
+
+    name: str
+    type: type
+    default: Any
+    description: str
+    min: float | None
+    max: float | None
+    choices: tuple[str, ...] | None
+    live: bool
+
+    def allowed(self) -> str:
+        if self.choices is not None:
+            return "one of " + ", ".join(repr(c) for c in self.choices)
+        return f"{self.min}..{self.max}"
+
+    def check(self, value: Any) -> None:
+        name = self.name
+        if self.type is int:
+            if isinstance(value, bool) or not isinstance(value, int):
+                raise ValueError(f"{name}={value!r} must be an integer in {self.allowed()}")
+        elif self.type is float:
+            if (
+                isinstance(value, bool)
+                or not isinstance(value, int | float)
+                or not math.isfinite(value)
+            ):
+                raise ValueError(f"{name}={value!r} must be a finite number in {self.allowed()}")
+        elif not isinstance(value, self.type):
+            raise ValueError(f"{name}={value!r} must be a {self.type.__name__}: {self.allowed()}")
+        if self.choices is not None and value not in self.choices:
+            raise ValueError(f"{name}={value!r} is not allowed: {self.allowed()}")
+        if (self.min is not None and value < self.min) or (
+            self.max is not None and value > self.max
+        ):
+            raise ValueError(f"{name}={value!r} is out of range: allowed {self.allowed()}")
+
+
+_TYPES = {"float": float, "int": int, "str": str}
+
+
+def settings_spec(k_max: int = DEFAULT_K_MAX) -> dict[str, SettingSpec]:
+    """The settings table, built from :class:`ControllerSettings`' field metadata."""
+    specs = {}
+    for f in dataclasses.fields(ControllerSettings):
+        meta: Mapping[str, Any] = f.metadata
+        hi = meta["max"]
+        if isinstance(hi, str):
+            hi = k_max
+        specs[f.name] = SettingSpec(
+            name=f.name,
+            type=_TYPES[f.type] if isinstance(f.type, str) else f.type,
+            default=f.default,
+            description=meta["description"],
+            min=meta["min"],
+            max=hi,
+            choices=meta["choices"],
+            live=meta["live"],
+        )
+    return specs
+
+
+SETTINGS_SPEC: Final = settings_spec()
+
+
+@runtime_checkable
+class Controller(Protocol):
+    name: ClassVar[str]
+
+    @property
+    def settings(self) -> ControllerSettings: ...
+
+    def update_settings(self, **changes: Any) -> ControllerSettings: ...
+
+    def observe(self, feedback: Feedback) -> None: ...
+
+    def next_budget(self, now: float) -> int: ...
+
+
+class BaseController:
+    """Settings, modes, the bit-rate cap and online bytes(k)/compute(k) models.
+
+    Subclasses implement :meth:`_decide` (and optionally :meth:`_observe`).
+    bytes(k) and compute(k) are learned from every "sent" report with a ridge
+    regression toward a prior (:class:`OnlineLinear`), so a controller knows
+    what a budget costs before the tokenizer's table is measured.
+    """
+
+    name: ClassVar[str] = "base"
+
+    def __init__(
+        self, settings: ControllerSettings | None = None, *, frame_rate_hz: float = 30.0
+    ) -> None:
+        if not frame_rate_hz > 0:
+            raise ValueError(f"frame_rate_hz={frame_rate_hz} must be positive")
+        self._settings = settings or ControllerSettings()
+        self.frame_rate_hz = float(frame_rate_hz)
+        self.payload_model = OnlineLinear(prior_intercept=8.0, prior_slope=1.0)
+        self.compute_model = OnlineLinear(prior_intercept=2e-3, prior_slope=5e-5)
+        self.overhead_bytes = 0
+        self.last_budget: int | None = None
+
+    @property
+    def settings(self) -> ControllerSettings:
+        return self._settings
+
+    def update_settings(self, **changes: Any) -> ControllerSettings:
+        """Apply a validated change of some settings; on error keep all old values.
+
+        Raises ValueError naming the setting, the allowed range and the value kept.
+        """
+        specs = settings_spec(self._settings.k_max)
+        for key in changes:
+            if key not in specs:
+                raise ValueError(f"unknown setting {key!r}; settings: {', '.join(specs)}")
+            if not specs[key].live:
+                raise ValueError(
+                    f"{key} cannot change while running (kept {getattr(self._settings, key)!r})"
+                )
+        try:
+            new = dataclasses.replace(self._settings, **changes)
+        except ValueError as e:
+            kept = ", ".join(f"{k}={getattr(self._settings, k)!r}" for k in changes)
+            raise ValueError(f"{e} (kept {kept})") from None
+        self._settings = new
+        return new
+
+    # -- what a budget costs ---------------------------------------------------------
+    def predicted_wire_bytes(self, budget: int, quantile_z: float = 0.0) -> float:
+        return self.payload_model.predict(budget, quantile_z) + self.overhead_bytes
+
+    def predicted_compute_s(self, budget: int, quantile_z: float = 0.0) -> float:
+        return max(0.0, self.compute_model.predict(budget, quantile_z))
+
+    def cap_budget(self) -> int:
+        """Largest budget whose predicted wire rate respects ``bitrate_cap_kbps``."""
+        s = self._settings
+        if s.bitrate_cap_kbps <= 0:
+            return s.max_budget
+        limit_bytes = s.bitrate_cap_kbps * 1e3 / 8.0 / self.frame_rate_hz
+        k = s.max_budget
+        while k > s.min_budget and self.predicted_wire_bytes(k) > limit_bytes:
+            k -= 1
+        return k
+
+    # -- the protocol ----------------------------------------------------------------
+    def observe(self, feedback: Feedback) -> None:
+        if feedback.status == "sent":
+            self.overhead_bytes = feedback.overhead_bytes
+            self.payload_model.update(feedback.budget, feedback.payload_bytes)
+            self.compute_model.update(feedback.budget, feedback.compute_time)
+        self._observe(feedback)
+
+    def next_budget(self, now: float) -> int:
+        s = self._settings
+        if s.mode == "min":
+            k = s.min_budget
+        elif s.mode == "max":
+            k = s.max_budget
+        elif s.mode == "hold" and self.last_budget is not None:
+            k = self.last_budget
+        else:
+            k = self._decide(now)
+            if k == SKIP:
+                return SKIP
+        k = max(s.min_budget, min(int(k), s.max_budget, self.cap_budget()))
+        self.last_budget = k
+        return k
+
+    def _observe(self, feedback: Feedback) -> None:
+        pass
+
+    def _decide(self, now: float) -> int:
+        raise NotImplementedError

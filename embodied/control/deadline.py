@@ -1,0 +1,255 @@
+"""Deadline-aware budget control: the largest budget predicted to arrive in time.
+
+For each frame it predicts the end-to-end latency of budget k::
+
+    latency(k) = compute(k) + queue ahead + bytes(k)·8 / C + propagation
+
+and picks the largest k that fits ``deadline - margin`` and whose rate the link
+sustains (``bytes(k)·8·fps <= C``), else skips the frame. The capacity C is
+estimated as RobustMPC does (Yin et al., "A Control-Theoretic Approach for
+Dynamic Adaptive Video Streaming over HTTP", SIGCOMM 2015): the harmonic mean
+of the recent throughput samples divided by ``1 + max recent relative
+prediction error``, so it shrinks when the link is hard to predict.
+
+Token packets are tiny (tens of bytes), so a sample is one packet's service
+time at the bottleneck, not a download's throughput:
+
+* queued behind the previous packet (it reached the bottleneck before the
+  previous one left: ``arrival_prev - send > min one-way delay``), its service
+  is the gap between arrivals (a packet-pair estimate, exact for a fluid link);
+* otherwise its service is ``one-way delay - propagation``. Propagation is
+  estimated low (``min delay - bytes_of_that_packet / C``), so the sample errs
+  towards too little capacity.
+
+The receiver's reports arrive a feedback delay late, which matters most when
+the link stops: a packet whose report is overdue bounds the capacity from
+above (it has not left the bottleneck by ``now - feedback - propagation``).
+That bound is what makes the controller back off within a few frames after a
+10× drop, before any report about the slow packets comes back. A sample taking
+longer than the deadline marks an outage: the estimate restarts from the
+minimum-budget rate, so the controller re-enters at the minimum budget and
+climbs as fresh samples arrive (the overdue bound in the spirit of GCC's
+loss/delay-based back-off, Carlucci et al. MMSys 2016).
+
+bytes(k) and compute(k) come from the online models of :class:`BaseController`
+(upper predictions: mean + z residual standard deviations).
+"""
+
+from __future__ import annotations
+
+import math
+from collections import OrderedDict, deque
+from collections.abc import Callable
+from typing import NamedTuple
+
+from embodied.control.base import SKIP, BaseController, ControllerSettings, Feedback
+from embodied.control.estimators import SlidingMin, harmonic_mean
+
+
+class _Delivered(NamedTuple):
+    send: float
+    arrival: float
+    delay: float
+    wire: int
+    idle: bool  # not queued behind the previous packet
+
+
+class DeadlineAwareController(BaseController):
+    """Largest budget whose predicted latency fits the deadline (RobustMPC-style capacity)."""
+
+    name = "deadline"
+
+    def __init__(
+        self,
+        settings: ControllerSettings | None = None,
+        *,
+        frame_rate_hz: float = 30.0,
+        window: int = 8,
+        error_window: int = 8,
+        margin_ms: float = 10.0,
+        size_z: float = 1.5,
+        compute_z: float = 2.0,
+        delay_window_s: float = 10.0,
+        probe_interval_s: float = 0.25,
+        drop_ratio: float = 2.0,
+        pair_min_bytes: float = 6.0,
+    ) -> None:
+        super().__init__(settings, frame_rate_hz=frame_rate_hz)
+        self.margin_s = margin_ms / 1e3
+        self.size_z, self.compute_z = size_z, compute_z
+        self.probe_interval_s = probe_interval_s
+        self.drop_ratio = drop_ratio
+        self.pair_min_bytes = pair_min_bytes
+        self._samples: deque[float] = deque(maxlen=window)  # capacity samples, bit/s
+        self._errors: deque[float] = deque(maxlen=error_window)
+        self._inflight: OrderedDict[int, tuple[float, int]] = OrderedDict()  # frame -> (send, wire)
+        self._min_delay = SlidingMin(delay_window_s)  # one-way delay
+        self._prop_samples: deque[float] = deque(maxlen=32)
+        self._last_pair = -math.inf
+        self._feedback_delay = math.inf
+        self._prev: _Delivered | None = None
+        self._last_send = -math.inf
+        self._dithered = False
+        self.outages = 0  # outage samples seen (estimate restarts)
+
+    # -- estimates -------------------------------------------------------------------
+    def capacity_mean(self) -> float | None:
+        return harmonic_mean(self._samples) if self._samples else None
+
+    def capacity_robust(self) -> float | None:
+        mean = self.capacity_mean()
+        if mean is None:
+            return None
+        return mean / (1.0 + max(self._errors, default=0.0))
+
+    def prop_high(self) -> float:
+        """Propagation for the latency prediction: the smallest one-way delay seen
+        (an upper bound), or the median pair estimate once there are a few."""
+        d = self._min_delay.value()
+        high = 0.0 if d is None else d
+        if len(self._prop_samples) >= 4:
+            median = sorted(self._prop_samples)[len(self._prop_samples) // 2]
+            high = min(high, median + 2e-3)
+        return high
+
+    def prop_low(self) -> float:
+        """Propagation for capacity samples: the lower quartile of size-pair
+        estimates, 0 before there is one (both err towards too little capacity)."""
+        if not self._prop_samples:
+            return 0.0
+        return sorted(self._prop_samples)[len(self._prop_samples) // 4]
+
+    def _min_rate_bps(self) -> float:
+        return self.predicted_wire_bytes(self.settings.min_budget) * 8.0 * self.frame_rate_hz
+
+    # -- feedback ----------------------------------------------------------------------
+    def _observe(self, fb: Feedback) -> None:
+        if fb.status == "sent":
+            self._inflight[fb.frame_id] = (fb.send_time, fb.wire_bytes)
+            self._last_send = fb.send_time
+            return
+        self._inflight.pop(fb.frame_id, None)
+        if fb.status == "lost" or fb.arrival_time is None:
+            return
+        for fid in [f for f in self._inflight if f < fb.frame_id]:
+            del self._inflight[fid]  # reported later than a newer packet: treat as lost
+        arrival = fb.arrival_time
+        delay = arrival - fb.send_time
+        wire = fb.wire_bytes
+        self._feedback_delay = min(self._feedback_delay, fb.observed_at - arrival)
+        min_delay = self._min_delay.value()
+        self._min_delay.add(arrival, delay)
+        prev = self._prev
+        busy = (
+            prev is not None and min_delay is not None and prev.arrival - fb.send_time > min_delay
+        )
+        self._prev = _Delivered(fb.send_time, arrival, delay, wire, not busy)
+        if busy:
+            service = arrival - prev.arrival  # queued behind the previous packet: packet pair
+        else:
+            service = delay - self.prop_low()
+            if prev is not None and prev.idle:
+                self._pair_sample(prev, delay, wire, fb.send_time)
+        if service <= 0:
+            return
+        if service > self.settings.deadline_ms / 1e3 or wire * 8.0 / service < self._min_rate_bps():
+            # The packet sat through an outage: its rate says nothing about the
+            # link now. Restart from the minimum-budget rate.
+            self._samples.clear()
+            self._errors.clear()
+            self.outages += 1
+            return
+        sample = wire * 8.0 / service
+        mean = self.capacity_mean()
+        if mean is not None and not 1.0 / self.drop_ratio <= sample / mean <= self.drop_ratio:
+            # A step, not noise: start the window afresh rather than let stale
+            # samples (and one huge error) rule the next frames.
+            self._samples.clear()
+            self._errors.clear()
+        elif mean is not None:
+            self._errors.append(abs(mean - sample) / sample)
+        self._samples.append(sample)
+
+    def _pair_sample(self, prev: _Delivered, delay: float, wire: int, send: float) -> None:
+        """Two idle packets of different sizes close in time: delay = prop + bytes/C
+        for both, so the pair gives C and hence the propagation delay."""
+        dw = wire - prev.wire
+        dd = delay - prev.delay
+        if abs(dw) < self.pair_min_bytes or send - prev.send > 0.1 or dw * dd <= 0:
+            return
+        prop = prev.delay - prev.wire * dd / dw
+        if 0.0 <= prop <= min(delay, prev.delay):
+            self._prop_samples.append(prop)
+            self._last_pair = send
+
+    # -- decision ----------------------------------------------------------------------
+    def capacity_now(self, now: float, robust: bool = True) -> float:
+        """Capacity estimate (robust: discounted by recent error), bounded by what
+        overdue reports imply; the minimum-budget rate while nothing is known."""
+        c = self.capacity_robust() if robust else self.capacity_mean()
+        if c is None:
+            c = self._min_rate_bps()
+        if self._inflight and math.isfinite(self._feedback_delay):
+            send, wire = next(iter(self._inflight.values()))
+            start = send
+            if self._prev is not None:
+                start = max(start, self._prev.arrival - self.prop_low())
+            not_left_by = now - self._feedback_delay - self.prop_high()
+            if not_left_by > start:
+                c = min(c, wire * 8.0 / (not_left_by - start))
+        return c
+
+    def predicted_latency(self, now: float, budget: int, capacity: float) -> float:
+        free = -math.inf if self._prev is None else self._prev.arrival - self.prop_low()
+        for send, wire in self._inflight.values():
+            free = max(free, send) + wire * 8.0 / capacity
+        start = max(free, now + self.predicted_compute_s(budget, self.compute_z))
+        wire_k = self.predicted_wire_bytes(budget, self.size_z)
+        return start + wire_k * 8.0 / capacity + self.prop_high() - now
+
+    def _largest(self, lo: int, hi: int, ok: Callable[[int], bool]) -> int:
+        while lo < hi:  # ok(k) holds for lo and is monotone (true, then false)
+            mid = (lo + hi + 1) // 2
+            if ok(mid):
+                lo = mid
+            else:
+                hi = mid - 1
+        return lo
+
+    def _decide(self, now: float) -> int:
+        s = self.settings
+        capacity = self.capacity_now(now)
+        target = s.deadline_ms / 1e3 - self.margin_s
+        per_frame_bits = capacity / self.frame_rate_hz
+
+        def fits(k: int) -> bool:
+            return self.predicted_latency(now, k, capacity) <= target
+
+        def sustainable(k: int) -> bool:
+            return fits(k) and self.predicted_wire_bytes(k, self.size_z) * 8.0 <= per_frame_bits
+
+        lo, hi = s.min_budget, self.cap_budget()
+        if not fits(lo):
+            # Skipping is a certain miss; send the minimum if its *expected*
+            # latency (undiscounted capacity, no margin) still fits.
+            expected = self.capacity_now(now, robust=False)
+            if self.predicted_latency(now, lo, expected) <= s.deadline_ms / 1e3:
+                return lo
+            idle_probe = not self._inflight and now - self._last_send >= self.probe_interval_s
+            return lo if idle_probe else SKIP
+        k = self._largest(lo, hi, sustainable)
+        # Dither the size now and then: two idle packets of different sizes are
+        # what reveals the propagation delay (and so the capacity) exactly.
+        interval = 0.5 if len(self._prop_samples) < 4 else 5.0
+        if not self._dithered and now - self._last_pair > interval:
+            wire_k = self.predicted_wire_bytes(k)
+            up = self._largest(k, hi, fits)
+            if self.predicted_wire_bytes(up) - wire_k >= 2 * self.pair_min_bytes:
+                self._dithered = True
+                return up
+            down = max(lo, k // 3)
+            if wire_k - self.predicted_wire_bytes(down) >= 2 * self.pair_min_bytes:
+                self._dithered = True
+                return down
+        self._dithered = False
+        return k

@@ -1,0 +1,612 @@
+"""``embodied link-sim``: replay a bandwidth trace with a budget controller.
+
+Each frame (30 frames/s by default) the controller picks a token budget; the
+packet-size model turns it into bytes, the compute model into encoder time;
+the link emulator says when (or whether) the packet arrives; the receiver's
+report reaches the controller one feedback delay later. Reported per run:
+deadline misses (late, dropped by the queue, or skipped by the controller),
+frames in outages (apart), random/burst losses (apart), link utilization,
+mean budget, bit rates (codec and transport overhead apart), a PNG timeline.
+
+Examples::
+
+    embodied link-sim --list                              # shipped traces and controllers
+    embodied link-sim --trace cellular --controller deadline --controller aimd
+    embodied link-sim --trace path/to/trace.log --scale 0.015625 --overhead 28
+    embodied link-sim --trace stable --size-table tokenizer_sizes.json
+    embodied link-sim --all                               # the benchmark -> results/link/
+    embodied link-sim --generate                          # rewrite embodied/traces/synthetic/
+
+Defaults (stated): 8 bytes of transport framing per packet (a compact radio
+link layer; ``--overhead 28`` for UDP/IPv4), 20 ms propagation each way, a
+3000-byte drop-tail queue, no random loss, feedback one propagation delay after
+arrival, 100 ms deadline. The packet-size model is the linear one of
+:mod:`embodied.link.models` unless ``--size-table`` gives a measured table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import math
+import sys
+from collections import deque
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from embodied.control.base import SKIP, Controller, ControllerSettings, Feedback
+from embodied.control.registry import REGISTRY, make_controller
+from embodied.link import catalog, synthetic
+from embodied.link.emulator import LinkConfig, LinkEmulator
+from embodied.link.models import ComputeModel, LinearSizeModel, SizeModel, TableSizeModel
+from embodied.link.traces import RateTrace, Trace, read_trace
+
+DEFAULT_OVERHEAD_BYTES = 8
+DEFAULT_OUT = Path("results/link")
+# The benchmark's line-up: (label, registered name, constructor kwargs).
+BENCH_CONTROLLERS: tuple[tuple[str, str, dict[str, Any]], ...] = (
+    ("fixed-4", "fixed", {"budget": 4}),
+    ("fixed-16", "fixed", {"budget": 16}),
+    ("fixed-64", "fixed", {"budget": 64}),
+    ("aimd", "aimd", {}),
+    ("deadline", "deadline", {}),
+    ("oracle", "oracle", {}),
+)
+
+
+@dataclass(frozen=True)
+class SimConfig:
+    frame_rate_hz: float = 30.0
+    duration_s: float | None = None  # None: one loop of the trace
+    feedback_delay_s: float | None = None  # None: the propagation delay (reverse path)
+    loss_timeout_s: float = 1.0  # a loss is reported then, or when a later packet's report arrives
+    link: LinkConfig = field(
+        default_factory=lambda: LinkConfig(overhead_bytes=DEFAULT_OVERHEAD_BYTES)
+    )
+
+
+@dataclass
+class Frames:
+    """Per-frame record of a run (one entry per frame, skipped frames included)."""
+
+    capture: list[float] = field(default_factory=list)
+    budget: list[int] = field(default_factory=list)  # 0 = skipped
+    payload: list[int] = field(default_factory=list)
+    overhead: list[int] = field(default_factory=list)
+    compute: list[float] = field(default_factory=list)
+    latency: list[float] = field(default_factory=list)  # nan unless delivered
+    departure: list[float] = field(default_factory=list)  # left the bottleneck; nan if never
+    fate: list[str] = field(default_factory=list)  # skipped / delivered / queue_drop / ..._loss
+    backlog: list[float] = field(default_factory=list)  # bytes ahead in the queue when sent
+    capacity_bits: list[float] = field(default_factory=list)  # link capacity in the frame slot
+    usable_bits: list[float] = field(default_factory=list)  # min(capacity, max-budget frame)
+    outage: list[bool] = field(default_factory=list)
+
+
+@dataclass
+class RunResult:
+    trace: str
+    controller: str
+    frames: Frames
+    summary: dict[str, Any]
+
+
+class _World:
+    """The simulator's view of the future, for the oracle only."""
+
+    def __init__(self, link: LinkEmulator, sizes: SizeModel, compute: ComputeModel) -> None:
+        self.link, self.sizes, self.compute = link, sizes, compute
+        self.frame = 0
+
+    def latency_if(self, now: float, budget: int) -> float | None:
+        payload = self.sizes.payload_bytes(budget, self.frame)
+        arrival = self.link.probe(now + self.compute.seconds(budget, self.frame), payload)
+        return None if arrival is None else arrival - now
+
+
+def _capacity_bits(trace: Trace, t0: float, t1: float) -> float:
+    return (trace.delivered_bytes(t1) - trace.delivered_bytes(t0)) * 8.0
+
+
+def simulate(
+    trace: Trace,
+    controller: str | Controller,
+    *,
+    settings: ControllerSettings | None = None,
+    controller_kwargs: dict[str, Any] | None = None,
+    sizes: SizeModel | None = None,
+    compute: ComputeModel | None = None,
+    config: SimConfig | None = None,
+    label: str | None = None,
+) -> RunResult:
+    """Run one controller over one trace; deterministic given the seeds."""
+    cfg = config or SimConfig()
+    sizes = sizes or LinearSizeModel()
+    compute = compute or ComputeModel()
+    link = LinkEmulator(trace, cfg.link)
+    world = _World(link, sizes, compute)
+    if isinstance(controller, str):
+        ctrl = make_controller(
+            controller,
+            settings,
+            frame_rate_hz=cfg.frame_rate_hz,
+            world=world,
+            **(controller_kwargs or {}),
+        )
+        name = label or controller
+    else:
+        ctrl = controller
+        name = label or type(ctrl).name
+    s = ctrl.settings
+    fps = cfg.frame_rate_hz
+    deadline = s.deadline_ms / 1e3
+    fb_delay = (
+        cfg.link.propagation_delay_s if cfg.feedback_delay_s is None else cfg.feedback_delay_s
+    )
+    duration = trace.period_s if cfg.duration_s is None else cfg.duration_s
+    n = round(duration * fps)
+    overhead = cfg.link.overhead_bytes
+    frames = Frames()
+    # Reports not yet seen by the sender, in send order: [feedback, time it is seen or None if lost].
+    pending: deque[list[Any]] = deque()
+
+    def deliver(now: float) -> None:
+        while pending:
+            fb, seen = pending[0]
+            if seen is None:  # lost: known at a timeout or when a later packet is reported
+                later = next((e[1] for e in pending if e[1] is not None), math.inf)
+                seen_at = min(fb.send_time + cfg.loss_timeout_s, later)
+                if seen_at > now:
+                    return
+                fb = replace(fb, observed_at=seen_at)
+            elif seen > now:
+                return
+            pending.popleft()
+            ctrl.observe(fb)
+
+    for i in range(n):
+        t = i / fps
+        slot = _capacity_bits(trace, t, t + 1.0 / fps)
+        min_wire = sizes.payload_bytes(s.min_budget, i) + overhead
+        max_wire = sizes.payload_bytes(s.max_budget, i) + overhead
+        frames.capture.append(t)
+        frames.capacity_bits.append(slot)
+        frames.usable_bits.append(min(slot, max_wire * 8.0))
+        # Outage: over the deadline window the link cannot carry even the
+        # minimum budget at the frame rate.
+        frames.outage.append(
+            _capacity_bits(trace, t, t + deadline) < min_wire * 8.0 * fps * deadline
+        )
+        deliver(t)
+        world.frame = i
+        k = ctrl.next_budget(t)
+        if k == SKIP:
+            frames.budget.append(0)
+            frames.payload.append(0)
+            frames.overhead.append(0)
+            frames.compute.append(0.0)
+            frames.latency.append(math.nan)
+            frames.departure.append(math.nan)
+            frames.fate.append("skipped")
+            frames.backlog.append(link.backlog_bytes(t))
+            continue
+        if not 1 <= k <= s.k_max:
+            raise ValueError(f"controller {name!r} returned budget {k}, outside 1..{s.k_max}")
+        payload = sizes.payload_bytes(k, i)
+        c = compute.seconds(k, i)
+        res = link.send(t + c, payload)
+        sent = Feedback(i, k, payload, overhead, t, res.send_time, c, "sent", res.send_time)
+        ctrl.observe(sent)
+        if res.arrival_time is not None:
+            final = replace(sent, status="delivered", arrival_time=res.arrival_time)
+            pending.append(
+                [
+                    replace(final, observed_at=res.arrival_time + fb_delay),
+                    res.arrival_time + fb_delay,
+                ]
+            )
+        else:
+            pending.append([replace(sent, status="lost"), None])
+        frames.budget.append(k)
+        frames.payload.append(payload)
+        frames.overhead.append(overhead)
+        frames.compute.append(c)
+        frames.latency.append(math.nan if res.arrival_time is None else res.arrival_time - t)
+        frames.departure.append(math.nan if res.departure_time is None else res.departure_time)
+        frames.fate.append(res.fate)
+        frames.backlog.append(res.backlog_bytes)
+    summary = summarize(frames, deadline, fps, s.min_budget)
+    summary["recovery_frames"] = step_recoveries(trace, frames, deadline, fps)
+    summary["controller_outages_seen"] = getattr(ctrl, "outages", None)
+    return RunResult(getattr(trace, "name", "trace"), name, frames, summary)
+
+
+def summarize(frames: Frames, deadline: float, fps: float, min_budget: int = 1) -> dict[str, Any]:
+    fate = np.array(frames.fate)
+    outage = np.array(frames.outage, dtype=bool)
+    budget = np.array(frames.budget)
+    latency = np.array(frames.latency)
+    wire = (np.array(frames.payload) + np.array(frames.overhead)) * 8.0
+    # Utilization: bits that left the bottleneck in each frame slot (by departure time).
+    departure = np.array(frames.departure)
+    left = ~np.isnan(departure)
+    slot = np.full(len(fate), -1)
+    slot[left] = np.floor(departure[left] * fps + 1e-9).astype(int)
+    served = np.bincount(
+        slot[left & (slot < len(fate))],
+        weights=wire[left & (slot < len(fate))],
+        minlength=len(fate),
+    )
+    lost = (fate == "random_loss") | (fate == "burst_loss")
+    late = (fate == "delivered") & (latency > deadline + 1e-9)
+    on_time = (fate == "delivered") & ~late
+    miss = late | (fate == "queue_drop") | (fate == "skipped")
+    ok = ~outage
+    counted = ok & ~lost
+    n = len(fate)
+    duration = n / fps
+    sent_ok = ok & (fate != "skipped")
+    lat_ok = latency[ok & (fate == "delivered")]
+
+    def pct(a: float, b: float) -> float:
+        return 100.0 * a / b if b > 0 else 0.0
+
+    return {
+        "frames": n,
+        "outage_frames": int(outage.sum()),
+        "counted_frames": int(counted.sum()),
+        "misses": int((miss & counted).sum()),
+        "miss_pct": pct((miss & counted).sum(), counted.sum()),
+        "late": int((late & counted).sum()),
+        "queue_drops": int(((fate == "queue_drop") & counted).sum()),
+        "skipped": int(((fate == "skipped") & counted).sum()),
+        "lost": int((lost & ok).sum()),
+        "outage_on_time": int((on_time & outage).sum()),
+        "util_pct": pct(served[ok].sum(), np.sum(np.array(frames.usable_bits)[ok])),
+        "util_raw_pct": pct(served[ok].sum(), np.sum(np.array(frames.capacity_bits)[ok])),
+        "mean_budget": float(budget[sent_ok].mean()) if sent_ok.any() else 0.0,
+        "effective_budget": float(np.where(on_time, budget, 0)[counted].mean())
+        if counted.any()
+        else 0.0,
+        "min_budget_share_pct": pct((budget[sent_ok] == min_budget).sum(), sent_ok.sum()),
+        "payload_kbps": float(np.sum(frames.payload) * 8.0 / duration / 1e3),
+        "overhead_kbps": float(np.sum(frames.overhead) * 8.0 / duration / 1e3),
+        "capacity_kbps": float(np.sum(frames.capacity_bits) / duration / 1e3),
+        "latency_p50_ms": float(np.percentile(lat_ok, 50) * 1e3) if lat_ok.size else math.nan,
+        "latency_p95_ms": float(np.percentile(lat_ok, 95) * 1e3) if lat_ok.size else math.nan,
+        "max_backlog_bytes": float(np.max(frames.backlog)) if n else 0.0,
+    }
+
+
+def step_recoveries(trace: Trace, frames: Frames, deadline: float, fps: float) -> list[int]:
+    """Frames from each ≥10× drop in capacity (into a level that is not an outage)
+    until the first frame that starts one second of frames all on time."""
+    if not isinstance(trace, RateTrace):
+        return []
+    n = len(frames.fate)
+    on_time = [
+        f == "delivered" and lat <= deadline + 1e-9
+        for f, lat in zip(frames.fate, frames.latency, strict=True)
+    ]
+    out = []
+    rates = trace.rates_bps
+    for j in range(1, len(rates)):
+        if rates[j] > 0 and rates[j] * 10 <= rates[j - 1]:
+            first = math.ceil(trace.times_s[j] * fps - 1e-9)
+            if first >= n or frames.outage[first]:
+                continue
+            window = round(fps)
+            k = next(
+                (f for f in range(first, n - window) if all(on_time[f : f + window])),
+                n - first,
+            )
+            out.append(k - first)
+    return out
+
+
+# -- output ------------------------------------------------------------------------------
+TABLE_COLUMNS = (
+    ("trace", "trace", "{}"),
+    ("controller", "controller", "{}"),
+    ("miss%", "miss_pct", "{:.2f}"),
+    ("outage", "outage_frames", "{}"),
+    ("lost", "lost", "{}"),
+    ("util%", "util_pct", "{:.0f}"),
+    ("raw%", "util_raw_pct", "{:.0f}"),
+    ("budget", "mean_budget", "{:.1f}"),
+    ("eff", "effective_budget", "{:.1f}"),
+    ("kbps", "payload_kbps", "{:.2f}"),
+    ("+ovh", "overhead_kbps", "{:.2f}"),
+    ("p95ms", "latency_p95_ms", "{:.0f}"),
+)
+
+
+def format_table(rows: list[dict[str, Any]]) -> str:
+    cells = [[h for h, _, _ in TABLE_COLUMNS]]
+    for r in rows:
+        cells.append([fmt.format(r[key]) for _, key, fmt in TABLE_COLUMNS])
+    widths = [max(len(c[i]) for c in cells) for i in range(len(TABLE_COLUMNS))]
+    lines = []
+    for j, c in enumerate(cells):
+        lines.append(
+            "  ".join(
+                x.ljust(w) if i < 2 else x.rjust(w)
+                for i, (x, w) in enumerate(zip(c, widths, strict=True))
+            )
+        )
+        if j == 0:
+            lines.append("  ".join("-" * w for w in widths))
+    return "\n".join(lines)
+
+
+def plot_timeline(
+    results: list[RunResult], trace: Trace, deadline: float, fps: float, path: Path
+) -> None:
+    """Capacity, sent bit rate, budget and latency over time, one line per controller."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(4, 1, figsize=(12, 10), sharex=True)
+    t = np.array(results[0].frames.capture)
+    cap = np.array(results[0].frames.capacity_bits) * fps / 1e3
+    outage = np.array(results[0].frames.outage)
+    win = max(1, round(fps))  # 1-s moving average for rates
+    kernel = np.ones(win) / win
+    for ax in axes:
+        ax.fill_between(
+            t, 0, 1, where=outage, transform=ax.get_xaxis_transform(), color="0.9", lw=0
+        )
+    axes[0].plot(t, cap, color="k", lw=1, label="capacity")
+    axes[0].set_ylabel("capacity kbit/s")
+    for r in results:
+        f = r.frames
+        wire = (np.array(f.payload) + np.array(f.overhead)) * 8.0 * fps / 1e3
+        axes[1].plot(t, np.convolve(wire, kernel, mode="same"), lw=0.8, label=r.controller)
+        axes[2].plot(t, f.budget, lw=0.6, label=r.controller)
+        axes[3].plot(t, np.array(f.latency) * 1e3, lw=0.6, label=r.controller)
+    axes[1].plot(t, np.convolve(cap, kernel, mode="same"), color="k", lw=1, label="capacity")
+    axes[1].set_ylabel("sent kbit/s (1 s avg, wire)")
+    axes[2].set_ylabel("budget (0 = skipped)")
+    axes[3].axhline(deadline * 1e3, color="r", ls="--", lw=1, label="deadline")
+    axes[3].set_ylabel("latency ms")
+    axes[3].set_ylim(0, deadline * 1e3 * 3)
+    axes[3].set_xlabel("time s (grey: outage)")
+    axes[1].legend(loc="upper right", fontsize=7, ncol=4)
+    fig.suptitle(f"link-sim: {results[0].trace}")
+    fig.tight_layout()
+    fig.savefig(path, dpi=80)
+    plt.close(fig)
+
+
+def write_results(results: list[RunResult], out: Path, meta: dict[str, Any]) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    rows = [{"trace": r.trace, "controller": r.controller, **r.summary} for r in results]
+    (out / "results.json").write_text(
+        json.dumps({"meta": meta, "results": rows}, indent=1, default=str)
+    )
+    keys = [k for k in rows[0] if k != "recovery_frames"] + ["recovery_frames"]
+    with (out / "results.csv").open("w", newline="") as fh:
+        w = csv.DictWriter(fh, fieldnames=keys)
+        w.writeheader()
+        for row in rows:
+            w.writerow({**row, "recovery_frames": " ".join(map(str, row["recovery_frames"]))})
+
+
+# -- command line ------------------------------------------------------------------------
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="embodied link-sim",
+        description=__doc__.split("\n\n")[0],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    what = p.add_mutually_exclusive_group()
+    what.add_argument(
+        "--all", action="store_true", help="benchmark: every controller on every shipped trace"
+    )
+    what.add_argument(
+        "--generate",
+        nargs="?",
+        const=str(synthetic.SYNTHETIC_DIR),
+        metavar="DIR",
+        help="write the shipped synthetic traces (default: %(const)s)",
+    )
+    what.add_argument("--list", action="store_true", help="list shipped traces and controllers")
+    p.add_argument(
+        "--trace", default="cellular", help="shipped trace name or a trace file (default: cellular)"
+    )
+    p.add_argument(
+        "--scale", type=float, default=None, help="capacity scale for a trace file (default 1)"
+    )
+    p.add_argument(
+        "--controller", action="append", help=f"one of {', '.join(REGISTRY)} (repeatable)"
+    )
+    p.add_argument("--budget", type=int, default=None, help="budget of the fixed controller")
+    p.add_argument("--fps", type=float, default=30.0)
+    p.add_argument("--deadline-ms", type=float, default=100.0)
+    p.add_argument("--min-budget", type=int, default=1)
+    p.add_argument("--max-budget", type=int, default=64)
+    p.add_argument("--k-max", type=int, default=64)
+    p.add_argument(
+        "--duration", type=float, default=None, help="seconds to run (default: the trace once)"
+    )
+    p.add_argument(
+        "--max-duration",
+        type=float,
+        default=600.0,
+        help="with --all: at most this many seconds of each trace (default 600)",
+    )
+    p.add_argument(
+        "--overhead",
+        type=int,
+        default=DEFAULT_OVERHEAD_BYTES,
+        help="transport bytes per packet (default 8, compact radio framing; 28 = UDP/IPv4)",
+    )
+    p.add_argument("--prop-ms", type=float, default=20.0, help="one-way propagation delay")
+    p.add_argument(
+        "--queue-bytes", type=float, default=3000.0, help="drop-tail limit (0 = unlimited)"
+    )
+    p.add_argument("--loss", type=float, default=0.0, help="random loss probability per packet")
+    p.add_argument(
+        "--size-table", type=Path, default=None, help='JSON {"budget": [...], "bytes": [...]}'
+    )
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument(
+        "--out", type=Path, default=DEFAULT_OUT, help="output directory (default results/link)"
+    )
+    return p
+
+
+def _sizes(args: argparse.Namespace) -> SizeModel:
+    if args.size_table is not None:
+        return TableSizeModel.from_json(args.size_table, seed=args.seed)
+    return LinearSizeModel(seed=args.seed)
+
+
+def _config(args: argparse.Namespace, duration: float | None) -> SimConfig:
+    link = LinkConfig(
+        propagation_delay_s=args.prop_ms / 1e3,
+        queue_limit_bytes=args.queue_bytes or None,
+        overhead_bytes=args.overhead,
+        loss_rate=args.loss,
+        seed=args.seed,
+    )
+    return SimConfig(frame_rate_hz=args.fps, duration_s=duration, link=link)
+
+
+def _load_trace(spec: str, scale: float | None) -> Trace:
+    path = Path(spec)
+    if path.exists():
+        return read_trace(path, scale=1.0 if scale is None else scale)
+    e = catalog.entry(spec)
+    return read_trace(e.path, scale=e.scale if scale is None else scale, name=e.name)
+
+
+def run_benchmark(args: argparse.Namespace, settings: ControllerSettings) -> list[RunResult]:
+    from tqdm import tqdm
+
+    jobs = [(e, c) for e in catalog.SHIPPED for c in BENCH_CONTROLLERS]
+    results: list[RunResult] = []
+    by_trace: dict[str, list[RunResult]] = {}
+    with tqdm(total=len(jobs), desc="link-sim", unit="run", file=sys.stderr) as bar:
+        for e, (label, name, kwargs) in jobs:
+            trace = e.load()
+            duration = min(trace.period_s, args.max_duration)
+            bar.set_postfix_str(f"{e.name}/{label}")
+            r = simulate(
+                trace,
+                name,
+                settings=settings,
+                controller_kwargs=kwargs,
+                sizes=_sizes(args),
+                compute=ComputeModel(seed=args.seed + 1),
+                config=_config(args, duration),
+                label=label,
+            )
+            r.summary["kind"] = e.kind
+            results.append(r)
+            by_trace.setdefault(e.name, []).append(r)
+            bar.update()
+    args.out.mkdir(parents=True, exist_ok=True)
+    for name, rs in by_trace.items():
+        plot_timeline(
+            rs,
+            catalog.entry(name).load(),
+            settings.deadline_ms / 1e3,
+            args.fps,
+            args.out / f"{name}.png",
+        )
+    return results
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    if args.generate is not None:
+        for path in synthetic.write_shipped(args.generate):
+            print(path)
+        return 0
+    if args.list:
+        print("traces:")
+        for e in catalog.SHIPPED:
+            print(f"  {e.name:<12} {e.kind:<9} scale {e.scale:g}: {e.description}")
+        print("controllers:")
+        for spec in REGISTRY.values():
+            print(f"  {spec.name:<9} {spec.summary}")
+        return 0
+    try:
+        settings = ControllerSettings(
+            deadline_ms=args.deadline_ms,
+            min_budget=args.min_budget,
+            max_budget=args.max_budget,
+            k_max=args.k_max,
+        )
+    except ValueError as e:
+        print(f"embodied link-sim: {e}", file=sys.stderr)
+        return 2
+    sizes = _sizes(args)
+    meta = {
+        "fps": args.fps,
+        "deadline_ms": args.deadline_ms,
+        "overhead_bytes": args.overhead,
+        "propagation_ms": args.prop_ms,
+        "queue_bytes": args.queue_bytes,
+        "loss": args.loss,
+        "seed": args.seed,
+        "size_model": sizes.description,
+        "compute_model": ComputeModel().description,
+        "settings": asdict(settings),
+    }
+    if args.all:
+        meta["max_duration_s"] = args.max_duration
+        results = run_benchmark(args, settings)
+    else:
+        try:
+            trace = _load_trace(args.trace, args.scale)
+        except (KeyError, ValueError, OSError) as e:
+            print(f"embodied link-sim: {e}", file=sys.stderr)
+            return 2
+        results = []
+        for name in args.controller or ["deadline"]:
+            kwargs = {"budget": args.budget} if name == "fixed" and args.budget else {}
+            try:
+                results.append(
+                    simulate(
+                        trace,
+                        name,
+                        settings=settings,
+                        controller_kwargs=kwargs,
+                        sizes=_sizes(args),
+                        compute=ComputeModel(seed=args.seed + 1),
+                        config=_config(args, args.duration),
+                    )
+                )
+            except KeyError as e:
+                print(f"embodied link-sim: {e.args[0]}", file=sys.stderr)
+                return 2
+        args.out.mkdir(parents=True, exist_ok=True)
+        plot_timeline(
+            results,
+            trace,
+            settings.deadline_ms / 1e3,
+            args.fps,
+            args.out / f"{results[0].trace}.png",
+        )
+    write_results(results, args.out, meta)
+    print(
+        format_table([{"trace": r.trace, "controller": r.controller, **r.summary} for r in results])
+    )
+    print(
+        "\nmiss% excludes outage frames (capacity below the minimum budget's rate) and random losses;"
+    )
+    print(f"util% is of min(capacity, max-budget rate); raw% of capacity. Written to {args.out}/")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
