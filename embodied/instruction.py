@@ -100,11 +100,15 @@ class EmbeddingCache:
         return cache
 
     def save(self, path: str | Path) -> Path:
-        """Write sorted keys, 8 significant digits (float32 round-trips to < 1e-7)."""
+        """Write sorted keys, one phrasing per line, 8 significant digits (float32 round-trips
+        to < 1e-7); the file diffs by phrasing when the suite changes."""
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
-        data = {k: [float(f"{x:.8g}") for x in self._exact[k]] for k in sorted(self._exact)}
-        path.write_text(json.dumps(data, indent=1) + "\n")
+        lines = [
+            f" {json.dumps(k)}: [{', '.join(f'{float(x):.8g}' for x in self._exact[k])}]"
+            for k in sorted(self._exact)
+        ]
+        path.write_text("{\n" + ",\n".join(lines) + "\n}\n")
         return path
 
     def _put_checked(self, text: str, arr: np.ndarray) -> None:

@@ -38,7 +38,13 @@ from typing import Any, Literal, Protocol, runtime_checkable
 
 import numpy as np
 
-from embodied.instruction import ENCODER_ID, InstructionEncoder, InstructionError
+from embodied.instruction import (
+    CACHE_FILENAME,
+    ENCODER_FILENAMES,
+    ENCODER_ID,
+    InstructionEncoder,
+    InstructionError,
+)
 from embodied.providers import TensorRTOptions, active_provider, make_session
 
 log = logging.getLogger(__name__)
@@ -48,9 +54,12 @@ ONNX_FILES = {"fp32": "policy.onnx", "fp16": "policy_fp16.onnx"}
 INPUTS = ("token_ids", "budget", "instruction", "proprio")
 OUTPUT = "actions"
 FORMAT_VERSION = 1
-NORM_TOL = (
-    1e-2  # an fp16 round trip moves the norm by ~1e-3; a raw (unnormalised) vector by far more
-)
+#: The shipped instruction cache (+ encoder, where exported), used when a model directory
+#: has no instruction files of its own.
+SHIPPED_INSTRUCTION_DIR = Path(__file__).resolve().parent / "models" / "instruction"
+#: Allowed |norm - 1| of an instruction embedding: an fp16 round trip moves it by ~1e-3, an
+#: unnormalised vector by far more.
+NORM_TOL = 1e-2
 
 
 class PolicyInputError(ValueError):
@@ -183,7 +192,8 @@ class OnnxPolicy:
     ``instruction_encoder`` turns phrasings into embeddings: an
     :class:`~embodied.instruction.InstructionEncoder`, a directory for
     :meth:`InstructionEncoder.from_dir`, or ``None`` to use the model directory's own
-    ``instruction_cache.json`` / encoder files if it has any. ``tokenizer_model_id``, when
+    ``instruction_cache.json`` / encoder files if it has any, else the shipped
+    ``embodied/models/instruction/`` (the suite's phrasings, cached). ``tokenizer_model_id``, when
     given (the tokenizer in use), must equal the one the policy was trained on.
     """
 
@@ -302,7 +312,10 @@ class OnnxPolicy:
             return enc
         if enc is not None:
             return InstructionEncoder.from_dir(enc)
-        return InstructionEncoder.from_dir(self.model_dir)
+        own = [self.model_dir / n for n in (CACHE_FILENAME, *ENCODER_FILENAMES)]
+        if any(p.is_file() for p in own) or not SHIPPED_INSTRUCTION_DIR.is_dir():
+            return InstructionEncoder.from_dir(self.model_dir)
+        return InstructionEncoder.from_dir(SHIPPED_INSTRUCTION_DIR)
 
     # -- validation ----------------------------------------------------------------
 

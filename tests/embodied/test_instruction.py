@@ -175,3 +175,19 @@ def test_from_dir_prefers_int8(exported):
     d, paths = exported
     enc = InstructionEncoder.from_dir(d)
     assert enc.encoder_path == paths["int8"] and enc.has_encoder
+
+
+def test_shipped_cache_covers_the_suite_and_is_current(st_model):
+    """embodied/models/instruction/instruction_cache.json must match sim.suite's phrasings.
+
+    If this fails after editing the suite's instructions, rebuild it with
+    ``python -m policies.export_instruction --out embodied/models/instruction --cache-only``.
+    """
+    from embodied.policy import SHIPPED_INSTRUCTION_DIR
+
+    cache = EmbeddingCache.load(SHIPPED_INSTRUCTION_DIR / "instruction_cache.json")
+    texts = suite_instructions()
+    assert set(cache.phrases()) == set(texts)
+    ref = reference_embeddings(texts, st_model)
+    got = np.stack([cache.get(t) for t in texts])
+    assert np.max(np.abs(got - ref)) < 1e-6

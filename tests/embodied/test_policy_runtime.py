@@ -307,6 +307,14 @@ def test_instruction_text_via_cache(stub, tmp_path, unit):
     assert out.shape == (2, 8, 4)
 
 
+def test_default_encoder_uses_the_shipped_suite_cache(policy, rng):
+    from sim.suite import TASKS
+
+    phr = next(iter(TASKS.values())).instructions[0]
+    assert policy.encoder.cache.get(phr) is not None
+    assert policy.infer(obs(rng, 3, instruction=phr)).shape == (8, 4)
+
+
 # --------------------------------------------------------------------------- wrappers
 
 
