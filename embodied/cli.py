@@ -50,11 +50,16 @@ register(
     "embodied.bench:main",
     "benchmarks: render, codec, policy, ... (`embodied bench --help`)",
 )
+register(
+    "train", "policies.train:main", "train tokenizer / policy / task-oriented tokens / all (torch)"
+)
 register("tasks", "sim.suite:tasks_main", "list the benchmark tasks, their ids and instructions")
 register("link-sim", "embodied.linksim:main", "trace-driven link + budget controllers (--all)")
 register("trt-build", "embodied.trt:main", "TensorRT engine from ONNX (or the trtexec command)")
 register("bench-codecs", "embodied.codecs.bench:main", "codec sizes, target fit, encode/decode ms")
-register("rd", "embodied.rd:main", "rate-distortion report: tokens vs JPEG/WebP/H.264/raw, PSNR vs bits")
+register(
+    "rd", "embodied.rd:main", "rate-distortion report: tokens vs JPEG/WebP/H.264/raw, PSNR vs bits"
+)
 
 
 def _usage() -> str:

