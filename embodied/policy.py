@@ -45,7 +45,12 @@ from embodied.instruction import (
     InstructionEncoder,
     InstructionError,
 )
-from embodied.providers import TensorRTOptions, active_provider, make_session
+from embodied.providers import (
+    FP16_CPU_DISABLED_OPTIMIZERS,
+    TensorRTOptions,
+    active_provider,
+    make_session,
+)
 
 log = logging.getLogger(__name__)
 
@@ -226,7 +231,13 @@ class OnnxPolicy:
         if tokenizer_model_id is not None:
             self.check_tokenizer_model_id(tokenizer_model_id)
         self.clip = clip
-        self.session = make_session(self.onnx_path, providers=providers, threads=threads, trt=trt)
+        self.session = make_session(
+            self.onnx_path,
+            providers=providers,
+            threads=threads,
+            trt=trt,
+            disabled_optimizers=FP16_CPU_DISABLED_OPTIMIZERS if precision == "fp16" else (),
+        )
         self.provider = active_provider(self.session)
         self._check_graph()
         self._float_types = {
@@ -606,7 +617,6 @@ class ActionChunker:
         self._chunk_obs_step: int | None = None
         self._since_submit = 0
         self._last = self.initial_action.copy()
-        self._last_was_hold = True
         self.in_flight: int | None = None
         self.held_steps = 0
         self.stale_chunks = 0
@@ -666,11 +676,9 @@ class ActionChunker:
         if self._queue:
             a = self._queue.popleft()
             self._last = a
-            self._last_was_hold = False
         else:
             a = self.hold_action()
             self.held_steps += 1
-            self._last_was_hold = True
         self.step += 1
         self._since_submit += 1
         return a.copy()

@@ -53,6 +53,12 @@ ALIASES: dict[str, str] = {
 
 ENV_VAR = "EMBODIED_ORT_PROVIDERS"
 
+#: onnxruntime 1.32's CPU NCHWc layout transformer segfaults while creating a session for
+#: the fp16 variant of the project's policy (a transformer encoder with fp32 I/O casts;
+#: seen here, reproducible). NCHWc only speeds up convolutions, which the policy has none
+#: of, so fp16 models are opened without it.
+FP16_CPU_DISABLED_OPTIMIZERS: tuple[str, ...] = ("NchwcTransformer",)
+
 
 class UnknownProviderError(ValueError):
     """A provider name that is neither a short alias nor an ONNX Runtime provider name."""
@@ -191,8 +197,13 @@ def make_session(
     trt: TensorRTOptions | None = None,
     cuda_device_id: int = 0,
     options: ort.SessionOptions | None = None,
+    disabled_optimizers: Sequence[str] = (),
 ) -> ort.InferenceSession:
-    """Open an ONNX Runtime session with the best available provider and log which one runs it."""
+    """Open an ONNX Runtime session with the best available provider and log which one runs it.
+
+    ``disabled_optimizers``: graph transformers to skip by name (see
+    :data:`FP16_CPU_DISABLED_OPTIMIZERS` for why fp16 models need one).
+    """
     label = "<bytes>" if isinstance(path, bytes) else str(path)
     if not isinstance(path, bytes) and not Path(path).is_file():
         raise FileNotFoundError(f"ONNX model not found: {label}")
@@ -201,7 +212,12 @@ def make_session(
     names = [n for n, _ in chosen]
     opts: list[dict[str, Any]] = [o for _, o in chosen]
     src = path if isinstance(path, bytes) else str(path)
-    sess = ort.InferenceSession(src, sess_options=so, providers=names, provider_options=opts)
+    kwargs: dict[str, Any] = {}
+    if disabled_optimizers:
+        kwargs["disabled_optimizers"] = list(disabled_optimizers)
+    sess = ort.InferenceSession(
+        src, sess_options=so, providers=names, provider_options=opts, **kwargs
+    )
     active = sess.get_providers()
     if active and active[0] != names[0]:
         log.warning(

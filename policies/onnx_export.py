@@ -203,9 +203,16 @@ def check_parity(
     """
     import onnxruntime as ort
 
+    from embodied.providers import FP16_CPU_DISABLED_OPTIMIZERS
+
     so = ort.SessionOptions()
     so.intra_op_num_threads = 1
-    sess = ort.InferenceSession(str(onnx_path), so, providers=["CPUExecutionProvider"])
+    sess = ort.InferenceSession(
+        str(onnx_path),
+        so,
+        providers=["CPUExecutionProvider"],
+        disabled_optimizers=list(FP16_CPU_DISABLED_OPTIMIZERS),  # segfaults on fp16 (ORT 1.32)
+    )
     names = [i.name for i in sess.get_inputs()]
     args = tuple(inputs[n] for n in names) if isinstance(inputs, Mapping) else _to_tuple(inputs)
     feed = {n: a.detach().cpu().numpy() for n, a in zip(names, args, strict=True)}
