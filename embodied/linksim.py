@@ -141,7 +141,7 @@ def simulate(
         name = label or controller
     else:
         ctrl = controller
-        name = label or type(ctrl).name
+        name = label or getattr(ctrl, "name", type(ctrl).__name__)
     s = ctrl.settings
     fps = cfg.frame_rate_hz
     deadline = s.deadline_ms / 1e3

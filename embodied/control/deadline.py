@@ -5,34 +5,45 @@ For each frame it predicts the end-to-end latency of budget k::
     latency(k) = compute(k) + queue ahead + bytes(k)·8 / C + propagation
 
 and picks the largest k that fits ``deadline - margin`` and whose rate the link
-sustains (``bytes(k)·8·fps <= C``), else skips the frame. The capacity C is
-estimated as RobustMPC does (Yin et al., "A Control-Theoretic Approach for
-Dynamic Adaptive Video Streaming over HTTP", SIGCOMM 2015): the harmonic mean
-of the recent throughput samples divided by ``1 + max recent relative
-prediction error``, so it shrinks when the link is hard to predict.
+sustains (``bytes(k)·8·fps <= C``); if not even the minimum fits, it skips the
+frame (a miss either way, but a late packet would also delay the next ones).
+The capacity C is estimated as RobustMPC does (Yin et al., "A
+Control-Theoretic Approach for Dynamic Adaptive Video Streaming over HTTP",
+SIGCOMM 2015): the harmonic mean of the last 8 throughput samples divided by
+``1 + max recent relative prediction error``, so it shrinks when the link is
+hard to predict. The queue ahead is replayed from the packets still in flight.
+bytes(k) and compute(k) are the online models of :class:`BaseController`
+(upper predictions: mean · (1 + z · relative residual std)).
 
 Token packets are tiny (tens of bytes), so a sample is one packet's service
 time at the bottleneck, not a download's throughput:
 
 * queued behind the previous packet (it reached the bottleneck before the
   previous one left: ``arrival_prev - send > min one-way delay``), its service
-  is the gap between arrivals (a packet-pair estimate, exact for a fluid link);
-* otherwise its service is ``one-way delay - propagation``. Propagation is
-  estimated low (``min delay - bytes_of_that_packet / C``), so the sample errs
-  towards too little capacity.
+  is the gap between arrivals (packet pair: exact on a fluid link);
+* otherwise ``one-way delay - propagation``. Propagation cannot be told from
+  transmission time with one packet size, so now and then (every 0.5 s until
+  it is known, then every 5 s) one frame is *dithered* to a clearly different
+  budget: two idle packets of different sizes close in time give
+  ``delay = prop + bytes/C`` twice, hence the propagation delay. Its lower
+  quartile over recent pairs is used, so samples err towards too little
+  capacity (0 before the first pair: very conservative).
 
 The receiver's reports arrive a feedback delay late, which matters most when
-the link stops: a packet whose report is overdue bounds the capacity from
-above (it has not left the bottleneck by ``now - feedback - propagation``).
-That bound is what makes the controller back off within a few frames after a
-10× drop, before any report about the slow packets comes back. A sample taking
-longer than the deadline marks an outage: the estimate restarts from the
-minimum-budget rate, so the controller re-enters at the minimum budget and
-climbs as fresh samples arrive (the overdue bound in the spirit of GCC's
-loss/delay-based back-off, Carlucci et al. MMSys 2016).
+the link slows. If the oldest report is overdue (later than the estimate
+predicts), the packet has not left the bottleneck by ``now - feedback -
+propagation``: an upper bound on C, halved as a guess (the multiplicative
+back-off of delay-based control such as GCC, Carlucci et al., "Analysis and
+Design of the Google Congestion Control for WebRTC", MMSys 2016), and the frame
+is skipped until the late report explains the slow-down. This is what brings
+latency back inside the deadline within a few frames of a 10× drop, before
+any report about the slow packets is back. A sample 2× away from the mean
+restarts the window (a step, not noise); a sample below half the
+minimum-budget rate marks an outage and restarts the estimate from that rate.
+During an outage it skips, sending a minimum-budget probe every 0.5 s (at
+most 4 in flight, so the queue stays bounded) to notice the recovery.
 
-bytes(k) and compute(k) come from the online models of :class:`BaseController`
-(upper predictions: mean + z residual standard deviations).
+Assumes sender and receiver clocks agree (one-way delays), as ROS time stamps do.
 """
 
 from __future__ import annotations
@@ -70,16 +81,24 @@ class DeadlineAwareController(BaseController):
         size_z: float = 1.5,
         compute_z: float = 2.0,
         delay_window_s: float = 10.0,
-        probe_interval_s: float = 0.25,
+        probe_interval_s: float = 0.5,
+        max_probes_in_flight: int = 4,
         drop_ratio: float = 2.0,
         pair_min_bytes: float = 6.0,
+        overdue_slack_ms: float = 10.0,
+        overdue_backoff: float = 0.5,
+        skip_when_overdue: bool = True,
     ) -> None:
         super().__init__(settings, frame_rate_hz=frame_rate_hz)
         self.margin_s = margin_ms / 1e3
         self.size_z, self.compute_z = size_z, compute_z
         self.probe_interval_s = probe_interval_s
+        self.max_probes_in_flight = max_probes_in_flight
         self.drop_ratio = drop_ratio
         self.pair_min_bytes = pair_min_bytes
+        self.overdue_slack_s = overdue_slack_ms / 1e3
+        self.overdue_backoff = overdue_backoff
+        self.skip_when_overdue = skip_when_overdue
         self._samples: deque[float] = deque(maxlen=window)  # capacity samples, bit/s
         self._errors: deque[float] = deque(maxlen=error_window)
         self._inflight: OrderedDict[int, tuple[float, int]] = OrderedDict()  # frame -> (send, wire)
@@ -152,7 +171,7 @@ class DeadlineAwareController(BaseController):
                 self._pair_sample(prev, delay, wire, fb.send_time)
         if service <= 0:
             return
-        if service > self.settings.deadline_ms / 1e3 or wire * 8.0 / service < self._min_rate_bps():
+        if wire * 8.0 / service < 0.5 * self._min_rate_bps():
             # The packet sat through an outage: its rate says nothing about the
             # link now. Restart from the minimum-budget rate.
             self._samples.clear()
@@ -199,6 +218,17 @@ class DeadlineAwareController(BaseController):
                 c = min(c, wire * 8.0 / (not_left_by - start))
         return c
 
+    def report_overdue(self, now: float) -> bool:
+        """Is the oldest packet's report later than the robust estimate predicts
+        (by more than ``overdue_slack``)?"""
+        c = self.capacity_robust()
+        if not self._inflight or c is None or not math.isfinite(self._feedback_delay):
+            return False
+        send, wire = next(iter(self._inflight.values()))
+        start = send if self._prev is None else max(send, self._prev.arrival - self.prop_low())
+        expected = start + wire * 8.0 / c + self.prop_high() + self._feedback_delay
+        return now > expected + self.overdue_slack_s
+
     def predicted_latency(self, now: float, budget: int, capacity: float) -> float:
         free = -math.inf if self._prev is None else self._prev.arrival - self.prop_low()
         for send, wire in self._inflight.values():
@@ -219,6 +249,9 @@ class DeadlineAwareController(BaseController):
     def _decide(self, now: float) -> int:
         s = self.settings
         capacity = self.capacity_now(now)
+        overdue = self.report_overdue(now)
+        if overdue:
+            capacity *= self.overdue_backoff
         target = s.deadline_ms / 1e3 - self.margin_s
         per_frame_bits = capacity / self.frame_rate_hz
 
@@ -229,14 +262,23 @@ class DeadlineAwareController(BaseController):
             return fits(k) and self.predicted_wire_bytes(k, self.size_z) * 8.0 <= per_frame_bits
 
         lo, hi = s.min_budget, self.cap_budget()
-        if not fits(lo):
+        if overdue:
+            # The link has slowed by an unknown factor: add nothing big to a queue
+            # whose drain time is unknown until the late report arrives.
+            hi = lo
+        if not fits(lo) or (overdue and self.skip_when_overdue):
             # Skipping is a certain miss; send the minimum if its *expected*
             # latency (undiscounted capacity, no margin) still fits.
             expected = self.capacity_now(now, robust=False)
-            if self.predicted_latency(now, lo, expected) <= s.deadline_ms / 1e3:
+            if not overdue and self.predicted_latency(now, lo, expected) <= s.deadline_ms / 1e3:
                 return lo
-            idle_probe = not self._inflight and now - self._last_send >= self.probe_interval_s
-            return lo if idle_probe else SKIP
+            # Otherwise skip, but send a minimum-budget probe now and then (a few
+            # at most in flight, so the queue stays bounded) to notice recovery.
+            probe = (
+                len(self._inflight) < self.max_probes_in_flight
+                and now - self._last_send >= self.probe_interval_s
+            )
+            return lo if probe else SKIP
         k = self._largest(lo, hi, sustainable)
         # Dither the size now and then: two idle packets of different sizes are
         # what reveals the propagation delay (and so the capacity) exactly.

@@ -20,7 +20,7 @@ class OnlineLinear:
         self,
         prior_intercept: float,
         prior_slope: float,
-        prior_weight: float = 0.5,
+        prior_weight: float = 0.2,
         forget: float = 0.995,
     ) -> None:
         self.forget = forget
