@@ -81,6 +81,8 @@ class Frames:
     compute: list[float] = field(default_factory=list)
     latency: list[float] = field(default_factory=list)  # nan unless delivered
     departure: list[float] = field(default_factory=list)  # left the bottleneck; nan if never
+    service_start: list[float] = field(default_factory=list)  # bytes on the service curve; nan
+    served_by: list[float] = field(default_factory=list)  # S(t) at each frame time, bytes
     fate: list[str] = field(default_factory=list)  # skipped / delivered / queue_drop / ..._loss
     backlog: list[float] = field(default_factory=list)  # bytes ahead in the queue when sent
     capacity_bits: list[float] = field(default_factory=list)  # link capacity in the frame slot
@@ -175,6 +177,7 @@ def simulate(
         min_wire = sizes.payload_bytes(s.min_budget, i) + overhead
         max_wire = sizes.payload_bytes(s.max_budget, i) + overhead
         frames.capture.append(t)
+        frames.served_by.append(trace.delivered_bytes(t))
         frames.capacity_bits.append(slot)
         frames.usable_bits.append(min(slot, max_wire * 8.0))
         # Outage: over the deadline window the link cannot carry even the
@@ -192,6 +195,7 @@ def simulate(
             frames.compute.append(0.0)
             frames.latency.append(math.nan)
             frames.departure.append(math.nan)
+            frames.service_start.append(math.nan)
             frames.fate.append("skipped")
             frames.backlog.append(link.backlog_bytes(t))
             continue
@@ -218,6 +222,7 @@ def simulate(
         frames.compute.append(c)
         frames.latency.append(math.nan if res.arrival_time is None else res.arrival_time - t)
         frames.departure.append(math.nan if res.departure_time is None else res.departure_time)
+        frames.service_start.append(math.nan if res.service_start is None else res.service_start)
         frames.fate.append(res.fate)
         frames.backlog.append(res.backlog_bytes)
     summary = summarize(frames, deadline, fps, s.min_budget)
@@ -232,23 +237,29 @@ def summarize(frames: Frames, deadline: float, fps: float, min_budget: int = 1) 
     budget = np.array(frames.budget)
     latency = np.array(frames.latency)
     wire = (np.array(frames.payload) + np.array(frames.overhead)) * 8.0
-    # Utilization: bits that left the bottleneck in each frame slot (by departure time).
-    departure = np.array(frames.departure)
-    left = ~np.isnan(departure)
-    slot = np.full(len(fate), -1)
-    slot[left] = np.floor(departure[left] * fps + 1e-9).astype(int)
-    served = np.bincount(
-        slot[left & (slot < len(fate))],
-        weights=wire[left & (slot < len(fate))],
-        minlength=len(fate),
-    )
+    # Utilization: bytes that left the bottleneck in each frame slot. FIFO on the
+    # service curve: by the time it reaches S, packet i has sent clip(S - start_i, 0, w_i).
+    n = len(fate)
+    usable = np.array(frames.usable_bits)
+    capacity = np.array(frames.capacity_bits)
+    start = np.array(frames.service_start)
+    took = ~np.isnan(start)
+    p, w = start[took], wire[took] / 8.0
+    if n and len(p):
+        edges = np.array([*frames.served_by, frames.served_by[-1] + capacity[-1] / 8.0])
+        idx = np.searchsorted(p + w, edges, side="right")  # packets fully sent by each edge
+        nxt = np.minimum(idx, len(p) - 1)
+        partial = np.where(idx < len(p), np.clip(edges - p[nxt], 0.0, w[nxt]), 0.0)
+        departed = np.concatenate([[0.0], np.cumsum(w)])[idx] + partial
+        served = np.diff(departed) * 8.0
+    else:
+        served = np.zeros(n)
     lost = (fate == "random_loss") | (fate == "burst_loss")
     late = (fate == "delivered") & (latency > deadline + 1e-9)
     on_time = (fate == "delivered") & ~late
     miss = late | (fate == "queue_drop") | (fate == "skipped")
     ok = ~outage
     counted = ok & ~lost
-    n = len(fate)
     duration = n / fps
     sent_ok = ok & (fate != "skipped")
     lat_ok = latency[ok & (fate == "delivered")]
@@ -267,8 +278,8 @@ def summarize(frames: Frames, deadline: float, fps: float, min_budget: int = 1) 
         "skipped": int(((fate == "skipped") & counted).sum()),
         "lost": int((lost & ok).sum()),
         "outage_on_time": int((on_time & outage).sum()),
-        "util_pct": pct(served[ok].sum(), np.sum(np.array(frames.usable_bits)[ok])),
-        "util_raw_pct": pct(served[ok].sum(), np.sum(np.array(frames.capacity_bits)[ok])),
+        "util_pct": pct(np.minimum(served, usable)[ok].sum(), usable[ok].sum()),
+        "util_raw_pct": pct(served[ok].sum(), capacity[ok].sum()),
         "mean_budget": float(budget[sent_ok].mean()) if sent_ok.any() else 0.0,
         "effective_budget": float(np.where(on_time, budget, 0)[counted].mean())
         if counted.any()
@@ -357,8 +368,14 @@ def plot_timeline(
     t = np.array(results[0].frames.capture)
     cap = np.array(results[0].frames.capacity_bits) * fps / 1e3
     outage = np.array(results[0].frames.outage)
-    win = max(1, round(fps))  # 1-s moving average for rates
-    kernel = np.ones(win) / win
+    win = max(1, round(fps))  # trailing 1-s mean for rates
+
+    def smooth(x: np.ndarray) -> np.ndarray:
+        c = np.concatenate([[0.0], np.cumsum(x)])
+        i = np.arange(1, len(x) + 1)
+        lo = np.maximum(0, i - win)
+        return (c[i] - c[lo]) / (i - lo)
+
     for ax in axes:
         ax.fill_between(
             t, 0, 1, where=outage, transform=ax.get_xaxis_transform(), color="0.9", lw=0
@@ -368,10 +385,10 @@ def plot_timeline(
     for r in results:
         f = r.frames
         wire = (np.array(f.payload) + np.array(f.overhead)) * 8.0 * fps / 1e3
-        axes[1].plot(t, np.convolve(wire, kernel, mode="same"), lw=0.8, label=r.controller)
+        axes[1].plot(t, smooth(wire), lw=0.8, label=r.controller)
         axes[2].plot(t, f.budget, lw=0.6, label=r.controller)
         axes[3].plot(t, np.array(f.latency) * 1e3, lw=0.6, label=r.controller)
-    axes[1].plot(t, np.convolve(cap, kernel, mode="same"), color="k", lw=1, label="capacity")
+    axes[1].plot(t, smooth(cap), color="k", lw=1, label="capacity")
     axes[1].set_ylabel("sent kbit/s (1 s avg, wire)")
     axes[2].set_ylabel("budget (0 = skipped)")
     axes[3].axhline(deadline * 1e3, color="r", ls="--", lw=1, label="deadline")
@@ -439,8 +456,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--max-duration",
         type=float,
-        default=600.0,
-        help="with --all: at most this many seconds of each trace (default 600)",
+        default=0.0,
+        help="with --all: at most this many seconds of each trace (default 0: all of it)",
     )
     p.add_argument(
         "--overhead",
@@ -497,7 +514,7 @@ def run_benchmark(args: argparse.Namespace, settings: ControllerSettings) -> lis
     with tqdm(total=len(jobs), desc="link-sim", unit="run", file=sys.stderr) as bar:
         for e, (label, name, kwargs) in jobs:
             trace = e.load()
-            duration = min(trace.period_s, args.max_duration)
+            duration = min(trace.period_s, args.max_duration or math.inf)
             bar.set_postfix_str(f"{e.name}/{label}")
             r = simulate(
                 trace,
@@ -601,6 +618,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(
         format_table([{"trace": r.trace, "controller": r.controller, **r.summary} for r in results])
     )
+    steps = [
+        f"{r.trace}/{r.controller}: {r.summary['recovery_frames']}"
+        for r in results
+        if r.summary["recovery_frames"]
+    ]
+    if steps:
+        print("\nframes from a >=10x drop until a second of on-time frames: " + ", ".join(steps))
     print(
         "\nmiss% excludes outage frames (capacity below the minimum budget's rate) and random losses;"
     )

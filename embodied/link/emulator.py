@@ -103,6 +103,7 @@ class PacketResult:
     departure_time: float | None  # None if dropped by the queue
     arrival_time: float | None  # None if lost in any way
     fate: Fate
+    service_start: float | None = None  # its first byte's position on the service curve S
 
     @property
     def wire_bytes(self) -> int:
@@ -185,7 +186,8 @@ class LinkEmulator:
             return PacketResult(
                 seq, t, payload_bytes, cfg.overhead_bytes, backlog, None, None, "queue_drop"
             )
-        self._served = max(self._served, s_t) + wire
+        start = max(self._served, s_t)
+        self._served = start + wire
         self.stats.max_backlog_bytes = max(self.stats.max_backlog_bytes, backlog + wire)
         self.stats.payload_bytes += payload_bytes
         self.stats.overhead_bytes += cfg.overhead_bytes
@@ -204,5 +206,5 @@ class LinkEmulator:
         self.stats.fates[fate] += 1
         arrival = departure + cfg.propagation_delay_s if fate == "delivered" else None
         return PacketResult(
-            seq, t, payload_bytes, cfg.overhead_bytes, backlog, departure, arrival, fate
+            seq, t, payload_bytes, cfg.overhead_bytes, backlog, departure, arrival, fate, start
         )

@@ -273,6 +273,46 @@ def test_online_linear_learns_a_line():
     assert m.predict(64) == pytest.approx(64.6, abs=0.5)
 
 
+# -- simulator accounting ------------------------------------------------------------------
+def test_simulator_accounting_by_hand():
+    from embodied.link import LinkConfig
+    from embodied.link.models import LinearSizeModel
+
+    # k = 10: 7 + 9 = 16 payload bytes + 8 framing = 24 wire bytes, 10 frames/s = 240 B/s
+    # on a 480 B/s link: 50% utilization, 50 ms transmission + 20 ms propagation + ~1.2 ms compute.
+    cfg = SimConfig(frame_rate_hz=10.0, link=LinkConfig(overhead_bytes=8, propagation_delay_s=0.02))
+    r = simulate(
+        RateTrace.constant(3840.0, 10.0),
+        "fixed",
+        controller_kwargs={"budget": 10},
+        sizes=LinearSizeModel(jitter=0.0),
+        config=cfg,
+    )
+    s = r.summary
+    assert s["frames"] == 100 and s["misses"] == 0 and s["outage_frames"] == 0
+    assert s["util_pct"] == pytest.approx(50.0) and s["util_raw_pct"] == pytest.approx(50.0)
+    assert s["payload_kbps"] == pytest.approx(1.28) and s["overhead_kbps"] == pytest.approx(0.64)
+    assert s["latency_p50_ms"] == pytest.approx(71.2, abs=0.5)
+
+
+def test_outage_frames_by_hand():
+    # Minimum frame: 16 wire bytes = 384 bits per 100 ms deadline window at 30 fps. With a
+    # 1-s outage from t = 5 s on a 12 kbit/s link, a frame is in an outage when its window
+    # holds under 384 bits: t in [5.0, 5.9], 28 frames.
+    tr = RateTrace.from_segments([(5.0, 12e3), (1.0, 0.0), (4.0, 12e3)])
+    r = simulate(tr, "fixed", controller_kwargs={"budget": 1}, sizes=_exact_sizes())
+    t = np.array(r.frames.capture)
+    outage = np.array(r.frames.outage)
+    assert outage.sum() == 28
+    assert t[outage].min() == pytest.approx(5.0) and t[outage].max() == pytest.approx(5.9)
+
+
+def _exact_sizes():
+    from embodied.link.models import LinearSizeModel
+
+    return LinearSizeModel(jitter=0.0)
+
+
 # -- command line ------------------------------------------------------------------------
 def test_cli_single_run_writes_results(tmp_path: Path, capsys):
     rc = main(["--trace", "step10x", "--controller", "deadline", "--controller", "fixed",
