@@ -13,6 +13,7 @@ Examples::
     embodied link-sim --list                              # shipped traces and controllers
     embodied link-sim --trace cellular --controller deadline --controller aimd
     embodied link-sim --trace path/to/trace.log --scale 0.015625 --overhead 28
+    embodied link-sim --trace cellular --loss 0.01 --burst 0.01,0.3  # random + bursty loss
     embodied link-sim --trace stable --size-table tokenizer_sizes.json
     embodied link-sim --all                               # the benchmark -> results/link/
     embodied link-sim --generate                          # rewrite embodied/traces/synthetic/
@@ -42,7 +43,7 @@ import numpy as np
 from embodied.control.base import SKIP, Controller, ControllerSettings, Feedback
 from embodied.control.registry import REGISTRY, make_controller
 from embodied.link import catalog, synthetic
-from embodied.link.emulator import LinkConfig, LinkEmulator
+from embodied.link.emulator import GilbertElliott, LinkConfig, LinkEmulator
 from embodied.link.models import ComputeModel, LinearSizeModel, SizeModel, TableSizeModel
 from embodied.link.traces import RateTrace, Trace, read_trace
 
@@ -471,6 +472,13 @@ def _parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--loss", type=float, default=0.0, help="random loss probability per packet")
     p.add_argument(
+        "--burst",
+        default=None,
+        metavar="P_GB,P_BG",
+        help="Gilbert-Elliott burst loss, transition probabilities per frame interval "
+        "(Bad loses everything), e.g. 0.01,0.3",
+    )
+    p.add_argument(
         "--size-table", type=Path, default=None, help='JSON {"budget": [...], "bytes": [...]}'
     )
     p.add_argument("--seed", type=int, default=0)
@@ -486,12 +494,23 @@ def _sizes(args: argparse.Namespace) -> SizeModel:
     return LinearSizeModel(seed=args.seed)
 
 
+def _burst(spec: str | None, fps: float) -> GilbertElliott | None:
+    if spec is None:
+        return None
+    try:
+        p_gb, p_bg = (float(x) for x in spec.split(","))
+    except ValueError:
+        raise ValueError(f"--burst expects P_GB,P_BG (two probabilities), got {spec!r}") from None
+    return GilbertElliott(p_gb, p_bg, step_s=1.0 / fps)
+
+
 def _config(args: argparse.Namespace, duration: float | None) -> SimConfig:
     link = LinkConfig(
         propagation_delay_s=args.prop_ms / 1e3,
         queue_limit_bytes=args.queue_bytes or None,
         overhead_bytes=args.overhead,
         loss_rate=args.loss,
+        burst_loss=_burst(args.burst, args.fps),
         seed=args.seed,
     )
     return SimConfig(frame_rate_hz=args.fps, duration_s=duration, link=link)
@@ -563,6 +582,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             max_budget=args.max_budget,
             k_max=args.k_max,
         )
+        _config(args, None)  # validate the link options before running anything
     except ValueError as e:
         print(f"embodied link-sim: {e}", file=sys.stderr)
         return 2
@@ -574,6 +594,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "propagation_ms": args.prop_ms,
         "queue_bytes": args.queue_bytes,
         "loss": args.loss,
+        "burst": args.burst,
         "seed": args.seed,
         "size_model": sizes.description,
         "compute_model": ComputeModel().description,

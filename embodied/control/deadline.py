@@ -32,16 +32,18 @@ time at the bottleneck, not a download's throughput:
 The receiver's reports arrive a feedback delay late, which matters most when
 the link slows. If the oldest report is overdue (later than the estimate
 predicts), the packet has not left the bottleneck by ``now - feedback -
-propagation``: an upper bound on C, halved as a guess (the multiplicative
-back-off of delay-based control such as GCC, Carlucci et al., "Analysis and
-Design of the Google Congestion Control for WebRTC", MMSys 2016), and the frame
-is skipped until the late report explains the slow-down. This is what brings
-latency back inside the deadline within a few frames of a 10× drop, before
-any report about the slow packets is back. A sample 2× away from the mean
-restarts the window (a step, not noise); a sample below half the
-minimum-budget rate marks an outage and restarts the estimate from that rate.
-During an outage it skips, sending a minimum-budget probe every 0.5 s (at
-most 4 in flight, so the queue stays bounded) to notice the recovery.
+propagation``. One late report may be a loss: the frame goes at the minimum
+budget. Two in a row mean the link slowed: the upper bound on C, halved as a
+guess (the multiplicative back-off of delay-based control such as GCC,
+Carlucci et al., "Analysis and Design of the Google Congestion Control for
+WebRTC", MMSys 2016), and frames are skipped until a report explains the
+slow-down. This is what brings latency back inside the deadline within a few
+frames of a 10× drop, before any report about the slow packets is back. A
+sample 2× away from the mean restarts the window (a step, not noise); a sample
+below half the minimum-budget rate marks an outage and restarts the estimate
+from that rate. While silent (outage, or a burst of losses, which look the
+same to a sender) it skips, sending a minimum-budget probe every 0.1 s with at
+most 6 packets in flight, so the queue stays bounded (about 100 bytes).
 
 Assumes sender and receiver clocks agree (one-way delays), as ROS time stamps do.
 """
@@ -81,8 +83,8 @@ class DeadlineAwareController(BaseController):
         size_z: float = 1.5,
         compute_z: float = 2.0,
         delay_window_s: float = 10.0,
-        probe_interval_s: float = 0.5,
-        max_probes_in_flight: int = 4,
+        probe_interval_s: float = 0.1,
+        max_probes_in_flight: int = 6,
         drop_ratio: float = 2.0,
         pair_min_bytes: float = 6.0,
         overdue_slack_ms: float = 10.0,
@@ -218,16 +220,22 @@ class DeadlineAwareController(BaseController):
                 c = min(c, wire * 8.0 / (not_left_by - start))
         return c
 
-    def report_overdue(self, now: float) -> bool:
-        """Is the oldest packet's report later than the robust estimate predicts
-        (by more than ``overdue_slack``)?"""
+    def overdue_reports(self, now: float) -> int:
+        """How many of the oldest packets' reports are later than the robust
+        estimate predicts (by more than ``overdue_slack``)? One may be a loss;
+        two in a row mean the link slowed."""
         c = self.capacity_robust()
         if not self._inflight or c is None or not math.isfinite(self._feedback_delay):
-            return False
-        send, wire = next(iter(self._inflight.values()))
-        start = send if self._prev is None else max(send, self._prev.arrival - self.prop_low())
-        expected = start + wire * 8.0 / c + self.prop_high() + self._feedback_delay
-        return now > expected + self.overdue_slack_s
+            return 0
+        free = -math.inf if self._prev is None else self._prev.arrival - self.prop_low()
+        late_by = self.prop_high() + self._feedback_delay + self.overdue_slack_s
+        count = 0
+        for send, wire in self._inflight.values():
+            free = max(free, send) + wire * 8.0 / c
+            if now <= free + late_by:
+                break
+            count += 1
+        return count
 
     def predicted_latency(self, now: float, budget: int, capacity: float) -> float:
         free = -math.inf if self._prev is None else self._prev.arrival - self.prop_low()
@@ -248,10 +256,20 @@ class DeadlineAwareController(BaseController):
 
     def _decide(self, now: float) -> int:
         s = self.settings
-        capacity = self.capacity_now(now)
-        overdue = self.report_overdue(now)
-        if overdue:
-            capacity *= self.overdue_backoff
+        lo, hi = s.min_budget, self.cap_budget()
+        overdue = self.overdue_reports(now)
+        if overdue == 1:
+            # One late report may be a loss: send no more than the minimum, and
+            # do not bound the capacity by a packet that may never arrive.
+            capacity = self.capacity_robust() or self._min_rate_bps()
+            hi = lo
+        elif overdue >= 2:
+            # Two late reports in a row: the link has slowed by an unknown factor.
+            # Its upper bound, halved, and skip until a report explains it.
+            capacity = self.capacity_now(now) * self.overdue_backoff
+            hi = lo
+        else:
+            capacity = self.capacity_now(now)
         target = s.deadline_ms / 1e3 - self.margin_s
         per_frame_bits = capacity / self.frame_rate_hz
 
@@ -261,17 +279,13 @@ class DeadlineAwareController(BaseController):
         def sustainable(k: int) -> bool:
             return fits(k) and self.predicted_wire_bytes(k, self.size_z) * 8.0 <= per_frame_bits
 
-        lo, hi = s.min_budget, self.cap_budget()
-        if overdue:
-            # The link has slowed by an unknown factor: add nothing big to a queue
-            # whose drain time is unknown until the late report arrives.
-            hi = lo
-        if not fits(lo) or (overdue and self.skip_when_overdue):
+        if not fits(lo) or (overdue >= 2 and self.skip_when_overdue):
             # Skipping is a certain miss; send the minimum if its *expected*
             # latency (undiscounted capacity, no margin) still fits.
-            expected = self.capacity_now(now, robust=False)
-            if not overdue and self.predicted_latency(now, lo, expected) <= s.deadline_ms / 1e3:
-                return lo
+            if overdue < 2:
+                expected = self.capacity_now(now, robust=False) if overdue == 0 else capacity
+                if self.predicted_latency(now, lo, expected) <= s.deadline_ms / 1e3:
+                    return lo
             # Otherwise skip, but send a minimum-budget probe now and then (a few
             # at most in flight, so the queue stays bounded) to notice recovery.
             probe = (

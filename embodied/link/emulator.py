@@ -40,23 +40,39 @@ Fate = Literal["delivered", "queue_drop", "random_loss", "burst_loss"]
 
 @dataclass(frozen=True)
 class GilbertElliott:
-    """Bursty loss: a Good/Bad Markov chain stepped once per packet.
+    """Bursty loss: a Good/Bad Markov chain, each state with its own loss probability.
 
-    ``p_good_to_bad`` and ``p_bad_to_good`` are the per-packet transition
-    probabilities; each state loses packets with its own probability. The mean
-    burst (time in Bad) lasts ``1 / p_bad_to_good`` packets.
+    ``p_good_to_bad`` and ``p_bad_to_good`` are transition probabilities per
+    step. By default a step is a packet (the classic per-packet chain; a burst
+    lasts ``1 / p_bad_to_good`` packets on average). With ``step_s`` set, a
+    step is that much time instead, and between packets the chain advances by
+    the elapsed time (``n = Δt / step_s`` steps, in closed form), so a fade
+    lasts the same time whether the sender is busy or quiet, as radio fades do.
     """
 
     p_good_to_bad: float
     p_bad_to_good: float
     loss_good: float = 0.0
     loss_bad: float = 1.0
+    step_s: float | None = None
 
     def __post_init__(self) -> None:
         for name in ("p_good_to_bad", "p_bad_to_good", "loss_good", "loss_bad"):
             value = getattr(self, name)
             if not 0.0 <= value <= 1.0:
                 raise ValueError(f"{name}={value} must be a probability in [0, 1]")
+        if self.step_s is not None:
+            if not self.step_s > 0:
+                raise ValueError(f"step_s={self.step_s} must be positive")
+            if self.p_good_to_bad + self.p_bad_to_good > 1.0:
+                raise ValueError("a time-stepped chain needs p_good_to_bad + p_bad_to_good <= 1")
+
+    def p_bad_after(self, bad: bool, steps: float) -> float:
+        """Probability of Bad ``steps`` steps after a known state (two-state chain:
+        ``P = π_B + (1[bad] - π_B)·(1 - p - r)^steps``)."""
+        pb = self.stationary_bad
+        decay = (1.0 - self.p_good_to_bad - self.p_bad_to_good) ** steps
+        return pb + ((1.0 if bad else 0.0) - pb) * decay
 
     @property
     def stationary_bad(self) -> float:
@@ -143,6 +159,7 @@ class LinkEmulator:
         self._last_send = 0.0
         self._seq = 0
         self._bad = False  # Gilbert–Elliott state
+        self._ge_time = 0.0  # when it was last stepped (time-stepped chains)
         self.stats = LinkStats()
 
     def backlog_bytes(self, t: float) -> float:
@@ -195,10 +212,12 @@ class LinkEmulator:
         fate: Fate = "delivered"
         ge = cfg.burst_loss
         if ge is not None:
-            if self._bad:
-                self._bad = u_transition >= ge.p_bad_to_good
+            if ge.step_s is None:
+                p_bad = 1.0 - ge.p_bad_to_good if self._bad else ge.p_good_to_bad
             else:
-                self._bad = u_transition < ge.p_good_to_bad
+                p_bad = ge.p_bad_after(self._bad, (t - self._ge_time) / ge.step_s)
+                self._ge_time = t
+            self._bad = u_transition < p_bad
             if u_loss < (ge.loss_bad if self._bad else ge.loss_good):
                 fate = "burst_loss"
         if fate == "delivered" and u_random < cfg.loss_rate:

@@ -225,15 +225,16 @@ def test_deadline_stable_link_meets_targets():
 
 
 def test_deadline_step_down_and_up():
-    # 60 kbit/s, 10x down to 6 kbit/s at 10 s, back up at 20 s.
-    tr = RateTrace.from_segments([(10.0, 60e3), (10.0, 6e3), (10.0, 60e3)], name="step")
+    # 80 kbit/s, 10x down to 8 kbit/s at 10 s, back up at 20 s.
+    tr = RateTrace.from_segments([(10.0, 80e3), (10.0, 8e3), (10.0, 80e3)], name="step")
     r = _run(tr, "deadline")
     t, budget, latency, fate = _arrays(r)
     on_time = (fate == "delivered") & (latency <= DEADLINE)
-    assert r.summary["recovery_frames"] == [pytest.approx(0, abs=5)]  # back in time within 5 frames
+    (recovery,) = r.summary["recovery_frames"]
+    assert recovery <= 5  # back inside the deadline within 5 frames
     low = (t >= 10.5) & (t < 20.0)
     assert on_time[low].mean() >= 0.99
-    assert np.median(budget[low & (fate != "skipped")]) < 20  # fell with the link
+    assert np.median(budget[low & (fate != "skipped")]) < 30  # fell with the link
     high = (t >= 22.0) & (t < 30.0)
     assert np.median(budget[high]) == 64 and on_time[high].all()  # climbed back after the step up
 
@@ -252,6 +253,16 @@ def test_deadline_two_second_outage():
     assert on_time[after].all()
     assert np.mean(budget[after]) > 20  # recovered, not stuck at the minimum
     assert r.summary["outage_frames"] >= 55 and r.summary["miss_pct"] <= 1.0
+
+
+def test_deadline_tolerates_bursty_loss():
+    from embodied.link import GilbertElliott, LinkConfig
+
+    ge = GilbertElliott(0.01, 0.3, step_s=1 / 30)  # ~3% of frames lost, bursts of ~3
+    cfg = SimConfig(duration_s=60.0, link=LinkConfig(overhead_bytes=8, burst_loss=ge, seed=1))
+    s = _run(generate(spec_by_name("stable")), "deadline", config=cfg).summary
+    assert s["lost"] >= 20
+    assert s["miss_pct"] <= 5.0 and s["util_pct"] >= 70.0
 
 
 @pytest.mark.parametrize("name", ["deadline", "aimd"])
@@ -333,3 +344,5 @@ def test_cli_refuses_bad_input(tmp_path: Path, capsys):
     assert "Valid:" in capsys.readouterr().err
     assert main(["--min-budget", "0", "--out", str(tmp_path)]) == 2
     assert "allowed 1..64" in capsys.readouterr().err
+    assert main(["--burst", "0.1", "--out", str(tmp_path)]) == 2
+    assert "P_GB,P_BG" in capsys.readouterr().err

@@ -134,6 +134,27 @@ def test_gilbert_elliott_long_run_loss_and_bursts():
     assert sum(after_loss) / len(after_loss) > 3 * rate
 
 
+def test_time_stepped_gilbert_elliott():
+    ge = GilbertElliott(p_good_to_bad=0.2, p_bad_to_good=0.3, step_s=0.1)
+    assert ge.p_bad_after(True, 0.0) == pytest.approx(1.0)
+    assert ge.p_bad_after(False, 1.0) == pytest.approx(0.2)  # one step
+    assert ge.p_bad_after(True, 2.0) == pytest.approx(0.4 + 0.6 * 0.25)  # pi_B + (1 - pi_B) 0.5^2
+    assert ge.p_bad_after(False, 1e6) == pytest.approx(ge.stationary_bad)
+
+    # A fade lasts a time, not a number of packets: sending once a second, losses
+    # are about independent with a time-stepped chain, bursty with a per-packet one.
+    def after_loss_ratio(chain: GilbertElliott) -> float:
+        link = _link(RateTrace.constant(1e9), burst_loss=chain, seed=5)
+        lost = [link.send(float(i), 10).lost for i in range(20_000)]
+        after = [b for a, b in itertools.pairwise(lost) if a]
+        return (sum(after) / len(after)) / (sum(lost) / len(lost))
+
+    assert after_loss_ratio(GilbertElliott(0.02, 0.2, step_s=1 / 30)) < 1.5
+    assert after_loss_ratio(GilbertElliott(0.02, 0.2)) > 3.0
+    with pytest.raises(ValueError, match="p_good_to_bad \\+ p_bad_to_good <= 1"):
+        GilbertElliott(0.8, 0.5, step_s=1.0)
+
+
 def test_random_loss_rate():
     link = _link(RateTrace.constant(1e9), loss_rate=0.1, seed=3)
     lost = sum(link.send(i * 1e-3, 10).lost for i in range(20_000))
