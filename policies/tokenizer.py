@@ -107,11 +107,16 @@ class Encoder(nn.Module):
         side = resolution // 16
         self.fc = nn.Sequential(nn.Flatten(), nn.Linear(4 * c * side * side, 512), nn.GELU())
         self.proj = nn.Linear(512, k_max * dims)
+        # Batch-normalised pre-quantization values span several FSQ levels from the first step;
+        # without it a freshly initialised projection is ~0.1 wide, every 5-level dimension
+        # rounds to its middle level, and the codes never leave it (seen in a first run).
+        self.norm = nn.BatchNorm1d(k_max * dims)
         self.k_max, self.dims = k_max, dims
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """x float [B,3,H,W] in [0,1] → z [B,K,D]."""
-        return self.proj(self.fc(self.conv(x * 2 - 1))).view(-1, self.k_max, self.dims)
+        z = self.norm(self.proj(self.fc(self.conv(x * 2 - 1))))
+        return z.view(-1, self.k_max, self.dims)
 
 
 class Decoder(nn.Module):
@@ -162,10 +167,18 @@ class Tokenizer(nn.Module):
         return self.fsq(self.encoder(x))
 
     def forward(self, x: torch.Tensor, budget: torch.Tensor) -> dict[str, torch.Tensor]:
-        c, q, codes = self.encode(x)
+        z = self.encoder(x)
+        c, q, codes = self.fsq(z)
         mask = self.prefix_mask(budget)
         recon = self.decoder(self.fsq.values(q), mask)
-        return {"c": c, "q": q, "codes": codes, "mask": mask, "recon": recon}
+        return {"c": c, "q": q, "codes": codes, "mask": mask, "recon": recon,
+                "zpen": saturation_penalty(z)}  # fmt: skip
+
+
+def saturation_penalty(z: torch.Tensor, bound: float = 3.0) -> torch.Tensor:
+    """Keeps pre-quantization values out of the sigmoid's flat tails: saturated codes pass no
+    gradient, and a first run without this collapsed every token to a constant."""
+    return F.relu(z.abs() - bound).pow(2).mean()
 
 
 def sample_budgets(n: int, k_max: int, generator: torch.Generator | None = None) -> torch.Tensor:

@@ -36,6 +36,7 @@ from policies.tokenizer import (
     Tokenizer,
     recon_loss,
     sample_budgets,
+    saturation_penalty,
     to_input,
 )
 from policies.vla import PolicyExport, VLAPolicy
@@ -141,7 +142,7 @@ def load_tokenizer(path: Path) -> Tokenizer:
 
 
 def train_tokenizer(
-    data: DemoArrays, out: Path, steps: int = 1500, batch: int = 128, lr: float = 2e-3,
+    data: DemoArrays, out: Path, steps: int = 1500, batch: int = 128, lr: float = 1e-3,
     rate_weight: float = 1e-6, seed: int = 0, name: str = "tok-recon",
 ) -> Tokenizer:  # fmt: skip
     """Reconstruction objective with nested dropout (+ a tiny rate term that trains the prior)."""
@@ -164,13 +165,17 @@ def train_tokenizer(
         o = tok(x, budget)
         mse = recon_loss(o["recon"], x).mean()
         bits = tok.prior.bits(o["c"], o["mask"]).mean()
-        loss = mse + rate_weight * bits
+        loss = mse + rate_weight * bits + 0.1 * o["zpen"]
         opt.zero_grad()
         loss.backward()
         opt.step()
         if step % 50 == 0 or step == steps - 1:
-            bar.set_postfix(mse=f"{mse.item():.4f}", bits=f"{bits.item():.0f}")
-            log(step=step, mse=mse.item(), bits=bits.item(), lr=opt.param_groups[0]["lr"])
+            used = o["codes"][:, :8].float().std(0).mean().item()  # 0 means collapsed codes
+            bar.set_postfix(
+                mse=f"{mse.item():.4f}", bits=f"{bits.item():.0f}", spread=f"{used:.2f}"
+            )
+            log(step=step, mse=mse.item(), bits=bits.item(), code_spread=used,
+                lr=opt.param_groups[0]["lr"])  # fmt: skip
     # validation PSNR per budget
     tok.eval()
     with torch.no_grad():
@@ -361,7 +366,8 @@ def train_task(
             # task budgets: log-uniform, short prefixes most often
             budgets, k = _budgets_for_batch(rng, batch, k_max)
         x = to_input(torch.from_numpy(frames))
-        c, q, codes = tok.encode(x)
+        z = tok.encoder(x)
+        c, q, codes = tok.fsq(z)
         b = torch.from_numpy(budgets)
         mask = tok.prefix_mask(b)
         ids = tok.fsq.ids(codes)
@@ -376,6 +382,7 @@ def train_task(
         recon = tok.decoder(tok.fsq.values(q), tok.prefix_mask(kr))
         rl = (recon_loss(recon, x) * (kr.float() / k_max)).mean()
         loss = bc + rate_weight * bits / max(1, k) * 4 + recon_weight * rl
+        loss = loss + 0.1 * saturation_penalty(z)
         opt.zero_grad()
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params + dec_params, 1.0)

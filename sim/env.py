@@ -71,14 +71,14 @@ class FastCamera:
         os.environ.setdefault("MUJOCO_GL", "egl")
         import mujoco
 
-        global _ATEXIT_REGISTERED
-        if not _ATEXIT_REGISTERED:  # after mujoco's import, so it runs before mujoco's hook
-            atexit.register(_close_cameras)
-            _ATEXIT_REGISTERED = True
         self._mujoco = mujoco
         if fast:
             model.vis.quality.offsamples = 0
         self.renderer = mujoco.Renderer(model, resolution, resolution)
+        global _ATEXIT_REGISTERED
+        if not _ATEXIT_REGISTERED:  # after MuJoCo's EGL hook exists, so that ours runs first
+            atexit.register(_close_cameras)
+            _ATEXIT_REGISTERED = True
         if fast:
             flags = self.renderer.scene.flags
             for f in (

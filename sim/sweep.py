@@ -1,0 +1,433 @@
+"""``embodied eval``: task success versus bits per frame, tokens against pixel codecs.
+
+Examples::
+
+    embodied eval                                   # the default sweep with the shipped models
+    embodied eval --codecs tokens,jpeg --budgets 1,4,16 --targets 300,700 --episodes 5
+    embodied eval --traces cellular,outages --controllers deadline,aimd,fixed:8
+    embodied eval --backend ray --workers 2         # same sweep on a (local) Ray cluster
+
+Every (rate point, task, seed) episode is one job; results stream into
+``OUT/episodes.jsonl`` so an interrupted sweep resumes where it stopped. The summary
+(``summary.json``, ``summary.csv``, ``success_vs_rate.png``) gives per point the success rate
+with its Wilson 95% interval, mean bits per frame (packet bytes × 8, header included), kbit/s
+at the control rate, latency, deadline misses; per codec the bits at which success reaches
+95% of the uncompressed policy; and the BD-rate of tokens against each codec on the success
+curves (Bjøntegaard with PCHIP over the curves' upper envelopes).
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import math
+import os
+import sys
+import time
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from embodied.metrics import Rate, vision_gain
+from sim.evaluate import MODELS_DIR, Point, episode_job
+
+DEFAULT_BUDGETS = (1, 2, 4, 8, 16, 64)
+DEFAULT_TARGETS = {  # packet bytes per frame, header included
+    "jpeg": (640, 700, 800, 1000),
+    "webp": (60, 90, 140, 250, 500),
+    "h264": (16, 24, 40, 64, 120),
+    "h264-intra": (60, 90, 140, 250),
+    "raw": (56, 200, 776),
+}
+PIXEL_CODECS = tuple(DEFAULT_TARGETS)
+
+
+def _ints(s: str) -> list[int]:
+    try:
+        out = [int(x) for x in s.split(",") if x.strip()]
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {s!r}") from e
+    return out
+
+
+def build_points(a: argparse.Namespace) -> list[Point]:
+    from embodied.codecs import codec_names
+
+    points: list[Point] = []
+    tokenizers = [t for t in a.tokenizers.split(",") if t]
+    codecs = [c for c in a.codecs.split(",") if c]
+    valid = ["tokens", *codec_names()]
+    for c in codecs:
+        if c not in valid:
+            raise ValueError(f"unknown codec {c!r}; valid codecs: {', '.join(sorted(set(valid)))}")
+    if a.traces:
+        from embodied.control.registry import available
+        from embodied.link.catalog import entry
+
+        for tr in a.traces.split(","):
+            entry(tr)  # refuses unknown names with the list
+            for ctl in a.controllers.split(","):
+                name, _, fixed = ctl.partition(":")
+                if name not in available():
+                    raise ValueError(
+                        f"unknown controller {name!r}; valid: {', '.join(available())}"
+                    )
+                for c in codecs:
+                    tok = tokenizers[0]
+                    if name == "fixed":
+                        k = int(fixed or 8)
+                        points.append(Point(c, budget=k, tokenizer=tok, trace=tr, controller=None))
+                    else:
+                        points.append(Point(c, tokenizer=tok, trace=tr, controller=name))
+        return points
+    if a.references:
+        for tok in tokenizers:
+            points.append(Point("clean", tokenizer=tok))
+        points.append(Point("blind", tokenizer=tokenizers[0]))
+    for c in codecs:
+        if c == "tokens":
+            if not a.budgets:
+                raise ValueError("empty --budgets: nothing to evaluate for tokens")
+            for tok in tokenizers:
+                points += [Point("tokens", budget=k, tokenizer=tok) for k in a.budgets]
+        else:
+            targets = a.targets or list(DEFAULT_TARGETS.get(c, ()))
+            if not targets:
+                raise ValueError(f"no --targets for codec {c!r}")
+            points += [Point(c, target_bytes=t, tokenizer=tokenizers[0]) for t in targets]
+    return points
+
+
+def _init_worker() -> None:
+    for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ[var] = "1"
+
+
+def run_jobs(jobs: list[tuple], workers: int, backend: str) -> Iterable[dict]:
+    from tqdm import tqdm
+
+    bar = tqdm(total=len(jobs), desc="eval", unit="ep", file=sys.stderr, dynamic_ncols=True)
+    try:
+        if backend == "ray":
+            import ray
+
+            if not ray.is_initialized():
+                ray.init(num_cpus=workers, include_dashboard=False, log_to_driver=False)
+            remote = ray.remote(num_cpus=1)(episode_job)
+            pending = [remote.remote(j) for j in jobs]
+            while pending:
+                done, pending = ray.wait(pending, num_returns=1)
+                for r in ray.get(done):
+                    bar.update()
+                    yield r
+        elif workers <= 1:
+            for j in jobs:
+                r = episode_job(j)
+                bar.update()
+                yield r
+        else:
+            import multiprocessing as mp
+
+            with mp.get_context("spawn").Pool(workers, initializer=_init_worker) as pool:
+                for r in pool.imap_unordered(episode_job, jobs, chunksize=1):
+                    bar.update()
+                    yield r
+    finally:
+        bar.close()
+
+
+# --------------------------------------------------------------------------- analysis
+def summarize(episodes: list[dict], points: list[Point], control_hz: float) -> dict[str, Any]:
+    by_point: dict[str, list[dict]] = defaultdict(list)
+    for e in episodes:
+        by_point[e["point"]].append(e)
+    rows = []
+    for p in points:
+        eps = by_point.get(p.key(), [])
+        if not eps:
+            continue
+        rate = Rate(sum(e["success"] for e in eps), len(eps))
+        lo, hi = rate.ci95
+        frames = sum(e["frames_sent"] for e in eps)
+        per_task: dict[str, list[bool]] = defaultdict(list)
+        for e in eps:
+            per_task[e["task"]].append(e["success"])
+        bits = float(np.mean([e["bits_mean"] for e in eps]))
+        rows.append({
+            "point": p.key(), "codec": p.codec, "tokenizer": p.tokenizer, "policy": p.policy_name,
+            "budget": p.budget, "target_bytes": p.target_bytes, "trace": p.trace,
+            "controller": p.controller, "episodes": len(eps), "success": rate.value,
+            "ci95_low": lo, "ci95_high": hi, "bits_per_frame": bits,
+            "header_bits_per_frame": float(np.mean([e["header_bits_mean"] for e in eps])),
+            "wire_bits_per_frame": float(np.mean([e["wire_bits_mean"] for e in eps])),
+            "kbps": bits * control_hz / 1000,
+            "latency_mean_ms": float(np.nanmean([e["latency_mean_ms"] for e in eps])),
+            "latency_p95_ms": float(np.nanmean([e["latency_p95_ms"] for e in eps])),
+            "deadline_miss_pct": 100 * sum(e["deadline_misses"] for e in eps) / max(frames, 1),
+            "budget_mean": float(np.mean([e["budget_mean"] for e in eps])),
+            "held_steps_mean": float(np.mean([e["held_steps"] for e in eps])),
+            "per_task": {t: float(np.mean(v)) for t, v in sorted(per_task.items())},
+        })  # fmt: skip
+    out: dict[str, Any] = {"points": rows, "control_hz": control_hz}
+    out.update(curve_analysis(rows))
+    return out
+
+
+def _family(r: dict) -> str:
+    return f"tokens[{r['tokenizer']}]" if r["codec"] == "tokens" else r["codec"]
+
+
+def envelope(rates: Sequence[float], succ: Sequence[float]) -> tuple[np.ndarray, np.ndarray]:
+    """Upper envelope: sorted by rate, success made non-decreasing (a codec can always spend
+    fewer bits than it is allowed, so more bits never need do worse)."""
+    order = np.argsort(rates)
+    r = np.asarray(rates, float)[order]
+    s = np.maximum.accumulate(np.asarray(succ, float)[order])
+    return r, s
+
+
+def bits_to_reach(r: np.ndarray, s: np.ndarray, level: float) -> float | None:
+    """Bits per frame where the envelope first reaches ``level`` (log-rate interpolation)."""
+    idx = np.flatnonzero(s >= level)
+    if len(idx) == 0:
+        return None
+    i = int(idx[0])
+    if i == 0:
+        return float(r[0])
+    lr0, lr1 = math.log(r[i - 1]), math.log(r[i])
+    f = (level - s[i - 1]) / max(s[i] - s[i - 1], 1e-9)
+    return float(math.exp(lr0 + f * (lr1 - lr0)))
+
+
+def bd_rate(anchor: tuple[np.ndarray, np.ndarray], test: tuple[np.ndarray, np.ndarray]) -> dict:
+    """Bjøntegaard delta rate of ``test`` against ``anchor`` on success curves (PCHIP).
+
+    Only the strictly increasing part of each envelope is used (BD needs a monotone
+    curve); where the success ranges do not overlap the BD-rate is undefined and the
+    reason is returned instead of a number."""
+    import warnings
+
+    import bjontegaard as bd
+
+    def strict(r, s):
+        keep = np.concatenate([[True], np.diff(s) > 1e-9])
+        return r[keep], s[keep]
+
+    ra, sa = strict(*anchor)
+    rt, st = strict(*test)
+    if len(ra) < 2 or len(rt) < 2:
+        return {"bd_rate_pct": None, "why": "fewer than 2 distinct success levels on a curve"}
+    lo, hi = max(sa.min(), st.min()), min(sa.max(), st.max())
+    if hi <= lo:
+        return {"bd_rate_pct": None, "why": f"success ranges do not overlap ({lo:.2f} >= {hi:.2f})"}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        try:
+            v = bd.bd_rate(ra, sa, rt, st, method="pchip", require_matching_points=False)
+        except Exception as e:
+            return {"bd_rate_pct": None, "why": str(e)}
+    return {"bd_rate_pct": float(v), "overlap": [float(lo), float(hi)]}
+
+
+def curve_analysis(rows: list[dict]) -> dict[str, Any]:
+    ideal = [r for r in rows if r["trace"] is None]
+    refs = {r["point"]: r for r in ideal if r["codec"] in ("clean", "blind")}
+    blind = next((r["success"] for r in ideal if r["codec"] == "blind"), None)
+    clean = {r["tokenizer"]: r["success"] for r in ideal if r["codec"] == "clean"}
+    curves: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+    fam_tok: dict[str, str] = {}
+    for fam in sorted({_family(r) for r in ideal if r["codec"] not in ("clean", "blind")}):
+        pts = [r for r in ideal if _family(r) == fam]
+        curves[fam] = envelope([r["bits_per_frame"] for r in pts], [r["success"] for r in pts])
+        fam_tok[fam] = pts[0]["tokenizer"]
+    reach, gain = {}, {}
+    for fam, (r, s) in curves.items():
+        c = clean.get(fam_tok[fam])
+        if c is not None:
+            reach[fam] = bits_to_reach(r, s, 0.95 * c)
+            if blind is not None:
+                lvl = blind + 0.9 * (c - blind)
+                gain[fam] = {"bits_for_90pct_vision_gain": bits_to_reach(r, s, lvl)}
+    for r in ideal:
+        c = clean.get(r["tokenizer"])
+        if c is not None and blind is not None:
+            r["vision_gain"] = vision_gain(r["success"], blind, c)
+    bdr = {}
+    for fam in curves:
+        if not fam.startswith("tokens"):
+            continue
+        for other in curves:
+            if other.startswith("tokens"):
+                continue
+            bdr[f"{fam} vs {other}"] = bd_rate(curves[other], curves[fam])
+    return {
+        "references": {k: v["success"] for k, v in refs.items()},
+        "bits_to_95pct_of_clean": reach,
+        "vision_gain_90": gain,
+        "bd_rate": bdr,
+    }
+
+
+def plot(summary: dict, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = [r for r in summary["points"] if r["trace"] is None]
+    fig, ax = plt.subplots(figsize=(8, 5))
+    hz = summary["control_hz"]
+    for fam in sorted({_family(r) for r in rows if r["codec"] not in ("clean", "blind")}):
+        pts = sorted((r for r in rows if _family(r) == fam), key=lambda r: r["bits_per_frame"])
+        x = [r["kbps"] for r in pts]
+        y = [100 * r["success"] for r in pts]
+        err = [[100 * (r["success"] - r["ci95_low"]) for r in pts],
+               [100 * (r["ci95_high"] - r["success"]) for r in pts]]  # fmt: skip
+        ax.errorbar(x, y, yerr=err, marker="o", capsize=3, label=fam)
+    for r in rows:
+        if r["codec"] == "clean":
+            ax.axhline(100 * r["success"], ls="--", c="k", lw=1,
+                       label=f"uncompressed [{r['tokenizer']}] {100 * r['success']:.0f}%")  # fmt: skip
+        if r["codec"] == "blind":
+            ax.axhline(100 * r["success"], ls=":", c="r", lw=1,
+                       label=f"blind floor {100 * r['success']:.0f}%")  # fmt: skip
+    ax.set_xscale("log")
+    ax.set_xlabel(f"kbit/s at {hz:g} frames/s (packet bytes × 8, header included)")
+    ax.set_ylabel("task success (%) with 95% CI")
+    ax.set_ylim(-2, 102)
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize=8, loc="lower right")
+    ax.set_title("Closed-loop success vs bit rate (held-out seeds)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def format_table(summary: dict) -> str:
+    lines = [f"{'point':44s} {'n':>4s} {'success [95% CI]':>20s} {'bits/frame':>10s} "
+             f"{'hdr':>5s} {'kbit/s':>8s} {'lat ms':>7s} {'miss%':>6s}"]  # fmt: skip
+    for r in summary["points"]:
+        ci = f"{100 * r['success']:5.1f} [{100 * r['ci95_low']:3.0f},{100 * r['ci95_high']:3.0f}]"
+        lines.append(f"{r['point'][:44]:44s} {r['episodes']:4d} {ci:>20s} {r['bits_per_frame']:10.0f} "
+                     f"{r['header_bits_per_frame']:5.0f} {r['kbps']:8.2f} {r['latency_mean_ms']:7.1f} "
+                     f"{r['deadline_miss_pct']:6.1f}")  # fmt: skip
+    if summary.get("bits_to_95pct_of_clean"):
+        lines.append("bits/frame to reach 95% of uncompressed success:")
+        for k, v in summary["bits_to_95pct_of_clean"].items():
+            lines.append(f"  {k:30s} {'not reached' if v is None else f'{v:.0f}'}")
+    if summary.get("bd_rate"):
+        lines.append("BD-rate on success curves (negative = fewer bits for the same success):")
+        for k, v in summary["bd_rate"].items():
+            val = "n/a: " + v["why"] if v["bd_rate_pct"] is None else f"{v['bd_rate_pct']:+.1f}%"
+            lines.append(f"  {k:40s} {val}")
+    return "\n".join(lines)
+
+
+# --------------------------------------------------------------------------- CLI
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="embodied eval", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
+    p.add_argument("--tasks", default="all")
+    p.add_argument("--episodes", type=int, default=10, help="held-out seeds per task and point")
+    p.add_argument("--seed-start", type=int, default=0)
+    p.add_argument("--codecs", default="tokens,jpeg,webp,h264")
+    p.add_argument("--tokenizers", default="tok-task,tok-recon")
+    p.add_argument("--budgets", type=_ints, default=list(DEFAULT_BUDGETS))
+    p.add_argument("--targets", type=_ints, default=None, help="pixel codecs: packet bytes")
+    p.add_argument("--no-references", dest="references", action="store_false",
+                   help="skip the clean (uncompressed) and blind reference points")  # fmt: skip
+    p.add_argument("--traces", default=None, help="comma list of shipped traces (trace mode)")
+    p.add_argument("--controllers", default="deadline,aimd,fixed:4,fixed:16")
+    p.add_argument("--instructions", choices=["train", "heldout"], default="train")
+    p.add_argument("--control-hz", type=float, default=30.0)
+    p.add_argument("--models", default=str(MODELS_DIR))
+    p.add_argument("--workers", type=int, default=os.cpu_count() or 1)
+    p.add_argument("--backend", choices=["process", "ray"], default="process")
+    p.add_argument("--out", default="results/eval")
+    p.add_argument("--max-steps", type=int, default=None)
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    p = _parser()
+    a = p.parse_args(argv)
+    from sim.suite import eval_seeds, resolve_tasks
+
+    try:
+        if a.episodes < 1:
+            raise ValueError(f"--episodes must be >= 1, got {a.episodes}")
+        tasks = resolve_tasks(a.tasks)
+        points = build_points(a)
+        if not points:
+            raise ValueError("the sweep is empty")
+        _check_models(Path(a.models), points)
+    except (ValueError, FileNotFoundError) as e:
+        p.error(str(e))
+    out = Path(a.out)
+    out.mkdir(parents=True, exist_ok=True)
+    log = out / "episodes.jsonl"
+    done: set[tuple[str, str, int]] = set()
+    episodes: list[dict] = []
+    if log.exists():
+        for line in log.read_text().splitlines():
+            if line.strip():
+                e = json.loads(line)
+                episodes.append(e)
+                done.add((e["point"], e["task"], e["seed"]))
+    kw = {"models_dir": a.models, "instruction_split": a.instructions, "control_hz": a.control_hz,
+          "max_steps": a.max_steps}  # fmt: skip
+    seeds = eval_seeds(a.episodes, a.seed_start)
+    jobs = [(asdict(pt), t.name, s, kw) for pt in points for t in tasks for s in seeds
+            if (pt.key(), t.name, s) not in done]  # fmt: skip
+    total = len(points) * len(tasks) * len(seeds)
+    print(f"eval: {len(points)} points x {len(tasks)} tasks x {len(seeds)} held-out seeds = {total} "
+          f"episodes; {total - len(jobs)} on disk, {len(jobs)} to run on {a.workers} "
+          f"{a.backend} worker(s) -> {out}")  # fmt: skip
+    t0 = time.time()
+    with log.open("a") as f:
+        for r in run_jobs(jobs, a.workers, a.backend):
+            f.write(json.dumps(r) + "\n")
+            f.flush()
+            episodes.append(r)
+    elapsed = time.time() - t0
+    wanted = {(pt.key(), t.name, s) for pt in points for t in tasks for s in seeds}
+    episodes = [e for e in episodes if (e["point"], e["task"], e["seed"]) in wanted]
+    summary = summarize(episodes, points, a.control_hz)
+    summary["meta"] = {"tasks": [t.name for t in tasks], "episodes_per_task": a.episodes,
+                       "instructions": a.instructions, "models": a.models,
+                       "seconds": elapsed, "episodes_run": len(jobs)}  # fmt: skip
+    (out / "summary.json").write_text(json.dumps(summary, indent=2, default=float) + "\n")
+    with (out / "summary.csv").open("w", newline="") as f:
+        keys = [k for k in summary["points"][0] if k != "per_task"]
+        w = csv.DictWriter(f, fieldnames=keys, extrasaction="ignore")
+        w.writeheader()
+        w.writerows(summary["points"])
+    plot(summary, out / "success_vs_rate.png")
+    print(format_table(summary))
+    if len(jobs):
+        print(
+            f"{len(jobs)} episodes in {elapsed:.0f} s ({len(jobs) / max(elapsed, 1e-9):.2f} episodes/s)"
+        )
+    print(
+        f"results: {out / 'summary.json'}, {out / 'summary.csv'}; plot: {out / 'success_vs_rate.png'}"
+    )
+    return 0
+
+
+def _check_models(models: Path, points: list[Point]) -> None:
+    need = {pt.policy_name for pt in points} | {
+        pt.tokenizer for pt in points if pt.codec != "blind"
+    }
+    for name in sorted(need):
+        d = models / name
+        want = "policy.json" if name.startswith("vla") else "tokenizer.json"
+        if not (d / want).is_file():
+            raise FileNotFoundError(
+                f"model {name!r} not found: expected {d / want} (train with `embodied train all`, "
+                f"or pass --models DIR)"
+            )
