@@ -61,6 +61,9 @@ register("bench-codecs", "embodied.codecs.bench:main", "codec sizes, target fit,
 register(
     "rd", "embodied.rd:main", "rate-distortion report: tokens vs JPEG/WebP/H.264/raw, PSNR vs bits"
 )
+register("launch", "ros_nodes.launcher:main", "run a ROS 2 graph (sim, robot, split) without ros2")
+register("tune", "ros_nodes.tune:main", "set a node's parameter live (ros2 param set, rclpy)")
+register("record", "ros_nodes.record:main", "record the graph's topics to MCAP (rosbag2/Foxglove)")
 
 
 def _usage() -> str:

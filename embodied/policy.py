@@ -671,6 +671,15 @@ class ActionChunker:
         self._since_submit = 0
         return True
 
+    def drop_chunk(self) -> None:
+        """Discard what is left of the current chunk: the next steps hold.
+
+        A stop command, or a watchdog that found the policy silent: executing actions
+        planned from an observation that old is worse than holding still. Chunks older
+        than the dropped one stay refused.
+        """
+        self._queue.clear()
+
     def next_action(self) -> np.ndarray:
         """The action for this control step (advances ``step``)."""
         if self._queue:

@@ -1,0 +1,170 @@
+"""Camera node (lifecycle): ``sensor_msgs/Image`` (rgb8) from an OpenCV device or a video file.
+
+Publishes on ``camera/image_raw`` with SensorDataQoS (best effort, keep last 5) at
+``rate_hz``, resized to ``width`` × ``height`` when they are set; ``header.stamp`` is the
+time the frame was read, the capture time every later latency is measured from. The
+device opens on ``configure`` and is released on ``cleanup``, so ``ros2 lifecycle set
+/camera cleanup`` frees it for another process without killing the node.
+
+    embodied-camera-node --ros-args -p device:=0 -p rate_hz:=30.0 -p width:=64 -p height:=64
+    embodied-camera-node --ros-args -p device:=/data/run.mp4 -p loop:=true
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import cv2
+from diagnostic_msgs.msg import DiagnosticArray
+from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
+from sensor_msgs.msg import Image
+
+from ros_nodes.common import (
+    BOOL,
+    FLOAT,
+    INT,
+    STR,
+    RateMeter,
+    autostart,
+    declare,
+    diagnostics,
+    now_ns,
+    ns_to_stamp,
+    plain_descriptor,
+    rgb_to_image,
+    spin_node,
+    topic_qos,
+)
+from ros_nodes.wire import TOPICS
+
+
+class CameraNode(LifecycleNode):
+    """Reads frames at a fixed rate and publishes them; nothing else."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__("camera", **kwargs)
+        self.p = declare(
+            self,
+            {
+                "device": (
+                    "0",
+                    plain_descriptor("OpenCV device index ('0') or a video file path (read on "
+                                     "configure)", STR),
+                ),
+                "rate_hz": (
+                    30.0,
+                    plain_descriptor("publish rate (read on activate)", FLOAT, lo=0.1, hi=1000.0),
+                ),
+                "width": (0, plain_descriptor("output width, 0 = as captured", INT, lo=0, hi=8192)),
+                "height": (0, plain_descriptor("output height, 0 = as captured", INT, lo=0,
+                                               hi=8192)),
+                "frame_id": ("camera", plain_descriptor("header.frame_id", STR)),
+                "loop": (True, plain_descriptor("restart a video file at its end", BOOL)),
+                "autostart": (True, plain_descriptor("configure and activate at start-up", BOOL,
+                                                     read_only=True)),
+            },
+        )  # fmt: skip
+        self.add_on_set_parameters_callback(self._on_set)
+        self.diag_pub = self.create_publisher(
+            DiagnosticArray, TOPICS["diagnostics"].name, topic_qos("diagnostics")
+        )
+        self.create_timer(1.0, self._publish_stats)
+        self.cap: cv2.VideoCapture | None = None
+        self.pub: Any = None
+        self.timer: Any = None
+        self.is_file = False
+        self.counts = {"published": 0, "read_failures": 0, "rewinds": 0}
+        self.rate = RateMeter(window_s=2.0)
+
+    def _on_set(self, params: Sequence[Any]) -> Any:
+        from rcl_interfaces.msg import SetParametersResult
+
+        for prm in params:
+            self.p[prm.name] = prm.value
+        return SetParametersResult(successful=True)
+
+    # ------------------------------------------------------------------ lifecycle
+
+    def on_configure(self, state: LifecycleState) -> TransitionCallbackReturn:
+        dev = str(self.p["device"]).strip()
+        self.is_file = not dev.isdigit()
+        cap = cv2.VideoCapture(dev if self.is_file else int(dev))
+        if not cap.isOpened():
+            self.get_logger().error(f"cannot open {'file' if self.is_file else 'device'} {dev!r}")
+            return TransitionCallbackReturn.FAILURE
+        if not self.is_file:
+            cap.set(cv2.CAP_PROP_BUFFERSIZE, 1)  # the newest frame, not a queued one
+            if self.p["width"] and self.p["height"]:
+                cap.set(cv2.CAP_PROP_FRAME_WIDTH, self.p["width"])
+                cap.set(cv2.CAP_PROP_FRAME_HEIGHT, self.p["height"])
+            cap.set(cv2.CAP_PROP_FPS, self.p["rate_hz"])
+        self.cap = cap
+        self.pub = self.create_lifecycle_publisher(Image, TOPICS["image"].name, topic_qos("image"))
+        self.get_logger().info(f"opened {dev!r}")
+        return TransitionCallbackReturn.SUCCESS
+
+    def on_activate(self, state: LifecycleState) -> TransitionCallbackReturn:
+        self.timer = self.create_timer(1.0 / float(self.p["rate_hz"]), self._tick)
+        return super().on_activate(state)
+
+    def on_deactivate(self, state: LifecycleState) -> TransitionCallbackReturn:
+        if self.timer is not None:
+            self.destroy_timer(self.timer)
+            self.timer = None
+        return super().on_deactivate(state)
+
+    def on_cleanup(self, state: LifecycleState) -> TransitionCallbackReturn:
+        self._release()
+        return TransitionCallbackReturn.SUCCESS
+
+    def on_shutdown(self, state: LifecycleState) -> TransitionCallbackReturn:
+        self._release()
+        return TransitionCallbackReturn.SUCCESS
+
+    def _release(self) -> None:
+        if self.timer is not None:
+            self.destroy_timer(self.timer)
+            self.timer = None
+        if self.pub is not None:
+            self.destroy_lifecycle_publisher(self.pub)
+            self.pub = None
+        if self.cap is not None:
+            self.cap.release()
+            self.cap = None
+
+    # ------------------------------------------------------------------ frames
+
+    def _tick(self) -> None:
+        if self.cap is None or self.pub is None:
+            return
+        ok, bgr = self.cap.read()
+        if not ok and self.is_file and self.p["loop"]:
+            self.cap.set(cv2.CAP_PROP_POS_FRAMES, 0)
+            self.counts["rewinds"] += 1
+            ok, bgr = self.cap.read()
+        t = now_ns(self)
+        if not ok or bgr is None:
+            self.counts["read_failures"] += 1
+            self.get_logger().warning("no frame from the camera", throttle_duration_sec=5.0)
+            return
+        w, h = int(self.p["width"]), int(self.p["height"])
+        if w and h and bgr.shape[:2] != (h, w):
+            bgr = cv2.resize(bgr, (w, h), interpolation=cv2.INTER_AREA)
+        rgb = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+        self.pub.publish(rgb_to_image(rgb, ns_to_stamp(t), self.p["frame_id"]))
+        self.counts["published"] += 1
+        self.rate.add(t, 1)
+
+    def _publish_stats(self) -> None:
+        fps = self.rate.per_s(now_ns(self))
+        values = {"state": "active" if self.timer else "inactive", "fps": fps, **self.counts}
+        self.diag_pub.publish(diagnostics(self, values))
+
+
+def main(args: Sequence[str] | None = None) -> int:
+    return spin_node(CameraNode, args, after_create=autostart)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

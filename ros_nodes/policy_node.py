@@ -1,0 +1,412 @@
+"""Policy node (lifecycle): packets + proprioception + instruction in, action chunks out.
+
+    tokens/packets ──codec.decode──► token ids ─┐
+    robot/proprio (JointState) ─────────────────┼─► OnnxPolicy.infer ──► policy/actions
+    robot/instruction (String) ─────────────────┘                   └─► tokens/feedback
+
+* Malformed packets (bad ``format``, CRC, truncation, another model's stream) are
+  caught as ``PacketError``, counted in a ``PacketStats`` by error class, reported in
+  ``/diagnostics``, and dropped; the node keeps running. Bad policy inputs
+  (``PolicyInputError``) are counted the same way.
+* Every accepted packet is reported back to the tokenizer on ``tokens/feedback``
+  (capture stamp, arrival stamp, size): its controller's "delivered" reports.
+* Watchdog: when no fresh observation arrived for ``watchdog_ms``, it publishes the
+  stop/hold command (a chunk of zero rows) and repeats it every ``hold_repeat_s`` while
+  the silence lasts; the robot drops the rest of its chunk and holds.
+* Lifecycle: the models load in ``on_configure`` (so a missing file is a failed
+  transition, not a crash) and are freed in ``on_cleanup``; ``autostart`` (default
+  true) configures and activates at start-up, as a launch file usually wants.
+  ONNX Runtime providers: TensorRT → CUDA → CPU (``embodied.providers``), or ``providers``.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import deque
+from collections.abc import Sequence
+from typing import Any
+
+import cv2
+import numpy as np
+from diagnostic_msgs.msg import DiagnosticArray
+from rcl_interfaces.msg import SetParametersResult
+from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
+from sensor_msgs.msg import CompressedImage, JointState
+from std_msgs.msg import Float32MultiArray, Float64MultiArray, String
+
+from embodied.codecs import codec_spec, make_codec
+from embodied.packet import ForeignModel, PacketError, PacketStats, bits
+from ros_nodes.common import (
+    BOOL,
+    DEFAULT_POLICY_DIR,
+    DEFAULT_TOKENIZER_DIR,
+    FLOAT,
+    INT,
+    STR,
+    Window,
+    autostart,
+    chunk_to_msg,
+    declare,
+    diagnostics,
+    feedback_msg,
+    now_ns,
+    plain_descriptor,
+    spin_node,
+    stamp_ns,
+    topic_qos,
+)
+from ros_nodes.wire import TOPICS, ArrivalReport, PacketFormat, PacketFormatError
+
+
+class BadFormat(PacketError):
+    """The ``CompressedImage.format`` is not an embodied packet this node can read."""
+
+
+class PolicyNode(LifecycleNode):
+    """Runs the ONNX policy on every fresh observation; holds the robot when they stop."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__("policy", **kwargs)
+        self.p = declare(
+            self,
+            {
+                "tokenizer_dir": (
+                    str(DEFAULT_TOKENIZER_DIR),
+                    plain_descriptor("tokenizer model directory (read on configure)", STR),
+                ),
+                "policy_dir": (
+                    str(DEFAULT_POLICY_DIR),
+                    plain_descriptor("policy model directory (read on configure)", STR),
+                ),
+                "providers": (
+                    "",
+                    plain_descriptor("ONNX Runtime providers, e.g. 'tensorrt,cuda,cpu' "
+                                     "('' = TensorRT → CUDA → CPU, or $EMBODIED_ORT_PROVIDERS)",
+                                     STR),
+                ),
+                "precision": (
+                    "fp32",
+                    plain_descriptor("policy.onnx (fp32) or policy_fp16.onnx", STR,
+                                     constraints="fp32, fp16"),
+                ),
+                "threads": (1, plain_descriptor("CPU intra-op threads", INT, lo=1, hi=64)),
+                "watchdog_ms": (
+                    250.0,
+                    plain_descriptor("publish stop/hold when no observation arrived for this "
+                                     "long (ms)", FLOAT, lo=10.0, hi=60_000.0),
+                ),
+                "hold_repeat_s": (
+                    1.0,
+                    plain_descriptor("repeat the hold command this often while silent", FLOAT,
+                                     lo=0.05, hi=60.0),
+                ),
+                "deadline_ms": (
+                    100.0,
+                    plain_descriptor("image → action deadline (ms) for the miss count", FLOAT,
+                                     lo=1.0, hi=10_000.0),
+                ),
+                "instruction": (
+                    "",
+                    plain_descriptor("instruction override ('' = from robot/instruction)", STR),
+                ),
+                "strict_model_check": (
+                    False,
+                    plain_descriptor("refuse a policy trained on another tokenizer (else warn)",
+                                     BOOL),
+                ),
+                "autostart": (
+                    True,
+                    plain_descriptor("configure and activate at start-up", BOOL, read_only=True),
+                ),
+                "stats_period_s": (
+                    1.0,
+                    plain_descriptor("diagnostics period", FLOAT, read_only=True, lo=0.05,
+                                     hi=60.0),
+                ),
+            },
+        )  # fmt: skip
+        self.add_on_set_parameters_callback(self._on_set_parameters)
+        self.diag_pub = self.create_publisher(
+            DiagnosticArray, TOPICS["diagnostics"].name, topic_qos("diagnostics")
+        )
+        self.create_timer(float(self.p["stats_period_s"]), self._publish_stats)
+        self._entities: list[Any] = []
+        self.active = False
+        self.policy: Any = None
+        self.tokenizer: Any = None
+        self._reset_state()
+
+    def _reset_state(self) -> None:
+        self.stats = PacketStats()
+        self.counts = dict.fromkeys(
+            ("chunks", "holds", "stale", "no_proprio", "no_instruction", "input_errors",
+             "errors", "late"), 0,
+        )  # fmt: skip
+        self.latency_ms = Window()
+        self.infer_ms = Window()
+        self.proprio: deque[tuple[int, np.ndarray]] = deque(maxlen=64)
+        self.instruction: str | None = None
+        self.last_obs_ns: int | None = None
+        self.last_capture_ns = 0
+        self.last_hold_ns: int | None = None
+        self.holding = False
+        self.started_ns = now_ns(self)
+        self._pixel_codecs: dict[tuple[str, tuple[int, int]], Any] = {}
+
+    # ------------------------------------------------------------------ parameters
+
+    def _on_set_parameters(self, params: Sequence[Any]) -> SetParametersResult:
+        for prm in params:
+            if prm.name == "precision" and prm.value not in ("fp32", "fp16"):
+                return SetParametersResult(
+                    successful=False,
+                    reason=f"precision={prm.value!r} is not one of 'fp32', 'fp16' "
+                    f"(kept {self.p['precision']!r})",
+                )
+        for prm in params:
+            self.p[prm.name] = prm.value
+        return SetParametersResult(successful=True)
+
+    # ------------------------------------------------------------------ lifecycle
+
+    def on_configure(self, state: LifecycleState) -> TransitionCallbackReturn:
+        from embodied.codecs.tokens import TokenCodec, TokenizerModelError
+        from embodied.policy import ModelFileError, OnnxPolicy
+
+        providers = [x.strip() for x in self.p["providers"].split(",") if x.strip()] or None
+        try:
+            self.tokenizer = TokenCodec(self.p["tokenizer_dir"])
+            self.policy = OnnxPolicy(
+                self.p["policy_dir"], precision=self.p["precision"], providers=providers,
+                threads=int(self.p["threads"]),
+            )  # fmt: skip
+            mid = self.tokenizer.spec.model_id_hex
+            if mid != self.policy.spec.tokenizer_model_id:
+                text = (
+                    f"policy {self.p['policy_dir']} was trained on tokenizer "
+                    f"{self.policy.spec.tokenizer_model_id}, this tokenizer is {mid}"
+                )
+                if self.p["strict_model_check"]:
+                    raise ModelFileError(text)
+                self.get_logger().warning(text)
+        except (ModelFileError, TokenizerModelError, ValueError, RuntimeError) as err:
+            self.get_logger().error(f"configure failed: {err}")
+            self.policy = self.tokenizer = None
+            return TransitionCallbackReturn.FAILURE
+        self.actions_pub = self.create_lifecycle_publisher(
+            Float32MultiArray, TOPICS["actions"].name, topic_qos("actions")
+        )
+        self.feedback_pub = self.create_lifecycle_publisher(
+            Float64MultiArray, TOPICS["feedback"].name, topic_qos("feedback")
+        )
+        self._entities = [
+            self.create_subscription(
+                CompressedImage, TOPICS["packets"].name, self._on_packet,
+                topic_qos("packets", depth=2),
+            ),
+            self.create_subscription(
+                JointState, TOPICS["proprio"].name, self._on_proprio, topic_qos("proprio")
+            ),
+            self.create_subscription(
+                String, TOPICS["instruction"].name, self._on_instruction,
+                topic_qos("instruction"),
+            ),
+            self.create_timer(0.02, self._watchdog),
+        ]  # fmt: skip
+        self.get_logger().info(
+            f"configured: policy {self.policy.spec.name} on {self.policy.provider}, "
+            f"tokenizer {self.tokenizer.spec.name} ({self.tokenizer.spec.model_id_hex})"
+        )
+        return TransitionCallbackReturn.SUCCESS
+
+    def on_activate(self, state: LifecycleState) -> TransitionCallbackReturn:
+        self._reset_state()
+        self.active = True
+        return super().on_activate(state)
+
+    def on_deactivate(self, state: LifecycleState) -> TransitionCallbackReturn:
+        self.active = False
+        return super().on_deactivate(state)
+
+    def on_cleanup(self, state: LifecycleState) -> TransitionCallbackReturn:
+        self._release()
+        return TransitionCallbackReturn.SUCCESS
+
+    def on_shutdown(self, state: LifecycleState) -> TransitionCallbackReturn:
+        self._release()
+        return TransitionCallbackReturn.SUCCESS
+
+    def _release(self) -> None:
+        self.active = False
+        for e in self._entities:
+            if hasattr(e, "timer_period_ns"):
+                self.destroy_timer(e)
+            else:
+                self.destroy_subscription(e)
+        self._entities = []
+        for name in ("actions_pub", "feedback_pub"):
+            pub = getattr(self, name, None)
+            if pub is not None:
+                self.destroy_lifecycle_publisher(pub)
+                setattr(self, name, None)
+        self.policy = self.tokenizer = None  # frees the ONNX Runtime sessions
+        self._pixel_codecs = {}
+
+    # ------------------------------------------------------------------ inputs
+
+    def _on_proprio(self, msg: JointState) -> None:
+        if len(msg.position) >= 1:
+            self.proprio.append((stamp_ns(msg.header.stamp), np.asarray(msg.position, np.float32)))
+
+    def _on_instruction(self, msg: String) -> None:
+        self.instruction = msg.data
+
+    def _proprio_for(self, capture_ns: int) -> np.ndarray | None:
+        for t, p in reversed(self.proprio):
+            if t == capture_ns:
+                return p
+        return self.proprio[-1][1] if self.proprio else None
+
+    def _decode(self, msg: CompressedImage) -> tuple[np.ndarray, int, int]:
+        """Packet → (token ids padded to k_max, budget, wire frame id). Raises PacketError."""
+        try:
+            fmt = PacketFormat.parse(msg.format)
+        except PacketFormatError as err:
+            raise BadFormat(str(err)) from None
+        data = bytes(msg.data)
+        if fmt.codec == "tokens":
+            if fmt.model_id != self.tokenizer.model_id:
+                raise ForeignModel(
+                    f"packets of tokenizer {fmt.model_id:08x}, this node runs "
+                    f"{self.tokenizer.model_id:08x}",
+                    fmt.model_id,
+                )
+            d = self.tokenizer.decode(data)
+            return d.padded, d.budget, d.header.frame_id
+        try:
+            spec = codec_spec(fmt.codec)
+        except KeyError:
+            raise BadFormat(f"unknown codec {fmt.codec!r}") from None
+        if spec.kind != "image":
+            raise BadFormat(f"codec {fmt.codec!r} is not a pixel codec")
+        key = (fmt.codec, fmt.frame_shape)
+        if key not in self._pixel_codecs:
+            self._pixel_codecs[key] = make_codec(fmt.codec, frame_shape=fmt.frame_shape)
+        d = self._pixel_codecs[key].decode(data)
+        if d.image is None:
+            raise BadFormat(f"{fmt.codec} packet decoded to no image")
+        img = d.image
+        native = (self.tokenizer.spec.resolution,) * 2
+        if img.shape[:2] != native:
+            img = cv2.resize(img, native[::-1], interpolation=cv2.INTER_AREA)
+        _, ids = self.tokenizer.tokenize(img)
+        return np.asarray(ids, np.int64), self.tokenizer.k_max, d.header.frame_id
+
+    def _on_packet(self, msg: CompressedImage) -> None:
+        if not self.active or self.policy is None:
+            return
+        from embodied.policy import PolicyInputError, PolicyOutputError
+
+        arrival = now_ns(self)
+        capture = stamp_ns(msg.header.stamp)
+        try:
+            try:
+                ids, budget, frame_id = self._decode(msg)
+            except PacketError as err:
+                self.stats.drop(err)
+                self.get_logger().warning(
+                    f"dropped packet: {type(err).__name__}: {err}", throttle_duration_sec=2.0
+                )
+                return
+            n = len(msg.data)
+            self.stats.accept(n, bits(bytes(msg.data)).payload_bits // 8)
+            report = ArrivalReport(frame_id, capture, arrival, n)
+            self.feedback_pub.publish(feedback_msg([report]))
+            if capture < self.last_capture_ns:
+                self.counts["stale"] += 1  # out of order: a newer observation was acted on
+                return
+            self.last_capture_ns = capture
+            self.last_obs_ns = arrival
+            proprio = self._proprio_for(capture)
+            if proprio is None:
+                self.counts["no_proprio"] += 1
+                return
+            instruction = self.p["instruction"] or self.instruction
+            if not instruction:
+                self.counts["no_instruction"] += 1
+                return
+            t0 = time.perf_counter()
+            try:
+                chunk = self.policy.infer(
+                    {"token_ids": ids, "budget": int(budget), "instruction": instruction,
+                     "proprio": proprio}
+                )  # fmt: skip
+            except (PolicyInputError, PolicyOutputError) as err:
+                self.counts["input_errors"] += 1
+                self.get_logger().warning(f"policy refused: {err}", throttle_duration_sec=2.0)
+                return
+            self.infer_ms.add((time.perf_counter() - t0) * 1e3)
+            self.actions_pub.publish(chunk_to_msg(chunk, capture, frame_id))
+            done = now_ns(self)
+            latency = (done - capture) / 1e6
+            self.latency_ms.add(latency)
+            if latency > self.p["deadline_ms"]:
+                self.counts["late"] += 1
+            self.counts["chunks"] += 1
+            if self.holding:
+                self.get_logger().info("observations are back: acting again")
+            self.holding = False
+        except Exception as err:  # one bad message must never stop the robot's brain
+            self.counts["errors"] += 1
+            self.get_logger().error(f"packet handling failed: {err!r}", throttle_duration_sec=2.0)
+
+    # ------------------------------------------------------------------ watchdog
+
+    def _watchdog(self) -> None:
+        if not self.active:
+            return
+        t = now_ns(self)
+        since = self.last_obs_ns if self.last_obs_ns is not None else self.started_ns
+        if (t - since) / 1e6 <= self.p["watchdog_ms"]:
+            return
+        repeat_ns = self.p["hold_repeat_s"] * 1e9
+        if self.holding and self.last_hold_ns is not None and t - self.last_hold_ns < repeat_ns:
+            return
+        if not self.holding:
+            self.get_logger().warning(
+                f"no observation for {(t - since) / 1e6:.0f} ms: holding the robot"
+            )
+        dim = self.policy.spec.action_dim if self.policy is not None else 4
+        self.actions_pub.publish(chunk_to_msg(np.zeros((0, dim), np.float32), 0, 0))
+        self.holding = True
+        self.last_hold_ns = t
+        self.counts["holds"] += 1
+
+    # ------------------------------------------------------------------ statistics
+
+    def _publish_stats(self) -> None:
+        state = "active" if self.active else ("inactive" if self.policy else "unconfigured")
+        values: dict[str, Any] = {
+            "state": state,
+            "provider": getattr(self.policy, "provider", ""),
+            "latency_p50_ms": self.latency_ms.pct(50),
+            "latency_p99_ms": self.latency_ms.pct(99),
+            "infer_p50_ms": self.infer_ms.pct(50),
+            "infer_p99_ms": self.infer_ms.pct(99),
+            "deadline_misses": self.counts["late"],
+            "holding": self.holding,
+            "proprio_buffer": len(self.proprio),
+            **{f"packets_{k}": v for k, v in self.stats.as_dict().items()},
+            **self.counts,
+        }
+        level = 0 if self.active and not self.holding else 1
+        message = "holding: no fresh observation" if self.holding else state
+        self.diag_pub.publish(diagnostics(self, values, level=level, message=message))
+
+
+def main(args: Sequence[str] | None = None) -> int:
+    return spin_node(PolicyNode, args, after_create=autostart)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,304 @@
+"""Sim robot node: a MuJoCo benchmark task (``sim.env.MetaWorldTaskEnv``) as the robot.
+
+At ``control_hz`` (30 by default) it executes one action and publishes what its camera
+and joints see; what it executes comes from the newest action chunk, served by
+``embodied.policy.ActionChunker`` (LeRobot's and openpi's asynchronous semantics: a newer
+chunk replaces the rest of the current one; actions that latency made stale are
+dropped; an exhausted chunk holds the arm). This is ``sim.evaluate.run_episode`` with
+the link and the policy moved into other processes.
+
+    publishes  camera/image_raw (Image), robot/proprio (JointState, same stamp),
+               robot/instruction (String, latched), robot/events (String JSON, latched)
+    subscribes policy/actions (Float32MultiArray [chunk x 4]; 0 rows = stop/hold)
+
+Two holds: the policy's stop command (a chunk of zero rows, sent by its watchdog when
+observations stop), and this node's own watchdog: no chunk for ``action_timeout_ms``
+(the policy died or the link did) drops the rest of the chunk, so the arm holds
+instead of playing out a plan made from an old view. Events: ``start``, ``hold``,
+``resume``, ``end`` (with ``success``), ``done``.
+
+Before the first episode it publishes the reset observation without stepping until
+the first message from a policy arrives (or ``wait_for_policy_s``), so start-up time of
+the other nodes does not eat the episode.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections import OrderedDict
+from collections.abc import Sequence
+from typing import Any
+
+from diagnostic_msgs.msg import DiagnosticArray
+from rclpy.node import Node
+from sensor_msgs.msg import Image, JointState
+from std_msgs.msg import Float32MultiArray, String
+
+from embodied.policy import ActionChunker, PolicyOutputError
+from ros_nodes.common import (
+    BOOL,
+    FLOAT,
+    INT,
+    STR,
+    Window,
+    declare,
+    diagnostics,
+    msg_to_chunk,
+    now_ns,
+    ns_to_stamp,
+    plain_descriptor,
+    rgb_to_image,
+    spin_node,
+    topic_qos,
+)
+from ros_nodes.wire import PROPRIO_NAMES, TOPICS
+
+
+class SimRobotNode(Node):
+    """Steps a Meta-World task at a fixed rate, executing the newest action chunk."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__("sim_robot", **kwargs)
+        self.p = declare(
+            self,
+            {
+                "task": ("drawer-open", plain_descriptor("benchmark task (embodied tasks)", STR,
+                                                         read_only=True)),
+                "seed": (1_000_000, plain_descriptor("seed of the first episode (layout); "
+                                                     "episode i uses seed + i", INT,
+                                                     read_only=True, lo=0, hi=2**31 - 1)),
+                "episodes": (1, plain_descriptor("episodes to run, 0 = forever", INT,
+                                                 read_only=True, lo=0, hi=1_000_000)),
+                "control_hz": (30.0, plain_descriptor("control and camera rate", FLOAT,
+                                                      read_only=True, lo=1.0, hi=500.0)),
+                "resolution": (64, plain_descriptor("camera resolution (square)", INT,
+                                                    read_only=True, lo=16, hi=512)),
+                "camera": ("corner", plain_descriptor("MuJoCo camera", STR, read_only=True)),
+                "instruction_split": ("train", plain_descriptor(
+                    "instruction phrasings: train or heldout", STR, read_only=True,
+                    constraints="train, heldout")),
+                "max_steps": (0, plain_descriptor("steps per episode, 0 = the task's", INT,
+                                                  read_only=True, lo=0, hi=1_000_000)),
+                "action_timeout_ms": (300.0, plain_descriptor(
+                    "hold when no action chunk arrived for this long (ms)", FLOAT, lo=10.0,
+                    hi=60_000.0)),
+                "wait_for_policy_s": (30.0, plain_descriptor(
+                    "before the first episode, wait this long for a policy message", FLOAT,
+                    read_only=True, lo=0.0, hi=3600.0)),
+                "exit_when_done": (True, plain_descriptor("exit after the last episode", BOOL,
+                                                          read_only=True)),
+                "frame_id": ("sim_camera", plain_descriptor("image header.frame_id", STR,
+                                                            read_only=True)),
+            },
+        )  # fmt: skip
+        self.add_on_set_parameters_callback(self._on_set)
+        from sim.env import MetaWorldTaskEnv
+
+        self.env = MetaWorldTaskEnv(
+            self.p["task"],
+            resolution=int(self.p["resolution"]),
+            camera=self.p["camera"],
+            instruction_split=self.p["instruction_split"],
+            max_steps=int(self.p["max_steps"]) or None,
+        )
+        self.chunker = ActionChunker(action_dim=4)
+        self.image_pub = self.create_publisher(Image, TOPICS["image"].name, topic_qos("image"))
+        self.proprio_pub = self.create_publisher(
+            JointState, TOPICS["proprio"].name, topic_qos("proprio")
+        )
+        self.instruction_pub = self.create_publisher(
+            String, TOPICS["instruction"].name, topic_qos("instruction", depth=1)
+        )
+        self.events_pub = self.create_publisher(String, TOPICS["events"].name, topic_qos("events"))
+        self.diag_pub = self.create_publisher(
+            DiagnosticArray, TOPICS["diagnostics"].name, topic_qos("diagnostics")
+        )
+        self.create_subscription(
+            Float32MultiArray, TOPICS["actions"].name, self._on_actions, topic_qos("actions")
+        )
+        self.period_ns = int(1e9 / float(self.p["control_hz"]))
+        self.create_timer(self.period_ns / 1e9, self._tick)
+        self.create_timer(1.0, self._publish_stats)
+
+        self.episode = 0
+        self.successes = 0
+        self.done = False
+        self.running = False
+        self.policy_seen = False
+        self.holding: str | None = None  # None, "policy" (stop command) or "watchdog"
+        self.last_chunk_ns: int | None = None
+        self.stamp_to_step: OrderedDict[int, int] = OrderedDict()
+        self.counts = dict.fromkeys(
+            ("chunks", "stale_chunks", "unknown_chunks", "bad_chunks", "hold_commands",
+             "watchdog_holds", "overruns"), 0,
+        )  # fmt: skip
+        self.step_ms = Window()
+        self.created_ns = now_ns(self)
+        self.last_tick_ns: int | None = None
+        self._reset_episode()
+
+    def _on_set(self, params: Sequence[Any]) -> Any:
+        from rcl_interfaces.msg import SetParametersResult
+
+        for prm in params:
+            self.p[prm.name] = prm.value
+        return SetParametersResult(successful=True)
+
+    # ------------------------------------------------------------------ episodes
+
+    def _event(self, event: str, **fields: Any) -> None:
+        body = {"event": event, "episode": self.episode, "t": time.time(), **fields}
+        self.events_pub.publish(String(data=json.dumps(body)))
+
+    def _reset_episode(self) -> None:
+        self.seed = int(self.p["seed"]) + self.episode
+        self.obs, _ = self.env.reset(seed=self.seed)
+        self.chunker.reset()
+        self.stamp_to_step.clear()
+        self.steps = 0
+        self.instruction_pub.publish(String(data=self.obs["instruction"]))
+        self._publish_obs()
+
+    def _start(self) -> None:
+        self.running = True
+        self._event(
+            "start", seed=self.seed, task=self.p["task"], instruction=self.obs["instruction"]
+        )
+        self.get_logger().info(f"episode {self.episode} (seed {self.seed}) started")
+
+    def _end(self, success: bool) -> None:
+        self.successes += int(success)
+        self._event(
+            "end", seed=self.seed, task=self.p["task"], success=bool(success), steps=self.steps,
+            held_steps=self.chunker.held_steps, stale_chunks=self.chunker.stale_chunks,
+        )  # fmt: skip
+        self.get_logger().info(
+            f"episode {self.episode} ended after {self.steps} steps: "
+            f"{'success' if success else 'failure'} ({self.chunker.held_steps} held)"
+        )
+        self.running = False
+        self.episode += 1
+        n = int(self.p["episodes"])
+        if n and self.episode >= n:
+            self._event("done", episodes=self.episode, successes=self.successes)
+            self.done = True
+            return
+        self._reset_episode()
+        self._start()
+
+    # ------------------------------------------------------------------ control loop
+
+    def _publish_obs(self) -> None:
+        t = now_ns(self)
+        stamp = ns_to_stamp(t)
+        self.image_pub.publish(rgb_to_image(self.obs["image"], stamp, self.p["frame_id"]))
+        js = JointState(name=list(PROPRIO_NAMES), position=[float(v) for v in self.obs["proprio"]])
+        js.header.stamp = stamp
+        js.header.frame_id = self.p["frame_id"]
+        self.proprio_pub.publish(js)
+        self.stamp_to_step[t] = self.chunker.step  # the step this observation is the state of
+        while len(self.stamp_to_step) > 256:
+            self.stamp_to_step.popitem(last=False)
+
+    def _tick(self) -> None:
+        t = now_ns(self)
+        if self.last_tick_ns is not None and t - self.last_tick_ns > 1.5 * self.period_ns:
+            self.counts["overruns"] += 1
+        self.last_tick_ns = t
+        if self.done:
+            return
+        if not self.running:
+            waited = (t - self.created_ns) / 1e9
+            if self.policy_seen or waited > self.p["wait_for_policy_s"]:
+                self._start()
+            else:
+                self._publish_obs()  # warm the pipeline on the reset frame
+                return
+        self._watchdog(t)
+        action = self.chunker.next_action()
+        t0 = time.perf_counter()
+        self.obs, _, terminated, truncated, info = self.env.step(action)
+        self.steps += 1
+        self._publish_obs()
+        self.step_ms.add((time.perf_counter() - t0) * 1e3)
+        if terminated or truncated:
+            self._end(bool(info["success"]))
+
+    def _watchdog(self, t: int) -> None:
+        if self.holding is not None or self.last_chunk_ns is None:
+            return
+        if (t - self.last_chunk_ns) / 1e6 > self.p["action_timeout_ms"]:
+            self.chunker.drop_chunk()
+            self.counts["watchdog_holds"] += 1
+            self._hold("watchdog", f"no action chunk for {(t - self.last_chunk_ns) / 1e6:.0f} ms")
+
+    def _hold(self, reason: str, detail: str) -> None:
+        self.holding = reason
+        self._event("hold", reason=reason, detail=detail, step=self.steps)
+        self.get_logger().warning(f"holding ({reason}): {detail}")
+
+    def _on_actions(self, msg: Float32MultiArray) -> None:
+        self.policy_seen = True
+        try:
+            chunk, stamp, _ = msg_to_chunk(msg)
+        except ValueError as err:
+            self.counts["bad_chunks"] += 1
+            self.get_logger().warning(f"bad action message: {err}", throttle_duration_sec=5.0)
+            return
+        if chunk.shape[0] == 0:  # the stop/hold command
+            self.counts["hold_commands"] += 1
+            self.chunker.drop_chunk()
+            if self.holding is None:
+                self._hold("policy", "stop command from the policy")
+            return
+        step = self.stamp_to_step.get(stamp) if stamp is not None else None
+        if step is None:  # an observation of an earlier episode, or of nobody we know
+            self.counts["unknown_chunks"] += 1
+            return
+        try:
+            accepted = self.chunker.submit(chunk, obs_step=step)
+        except (ValueError, PolicyOutputError) as err:
+            self.counts["bad_chunks"] += 1
+            self.get_logger().warning(f"chunk refused: {err}", throttle_duration_sec=5.0)
+            return
+        self.last_chunk_ns = now_ns(self)
+        self.counts["chunks"] += 1
+        if not accepted:
+            self.counts["stale_chunks"] += 1
+            return
+        if self.holding is not None:
+            self._event("resume", step=self.steps, after=self.holding)
+            self.get_logger().info("action chunks are back: acting again")
+            self.holding = None
+
+    def _publish_stats(self) -> None:
+        values = {
+            "episode": self.episode,
+            "step": self.steps,
+            "running": self.running,
+            "successes": self.successes,
+            "holding": self.holding or "",
+            "held_steps": self.chunker.held_steps,
+            "step_p50_ms": self.step_ms.pct(50),
+            "step_p99_ms": self.step_ms.pct(99),
+            "stamps_tracked": len(self.stamp_to_step),
+            **self.counts,
+        }
+        level = 1 if self.holding else 0
+        self.diag_pub.publish(
+            diagnostics(self, values, level=level, message=f"holding ({self.holding})"
+                        if self.holding else "ok")
+        )  # fmt: skip
+
+    def destroy_node(self) -> None:
+        self.env.close()
+        super().destroy_node()
+
+
+def main(args: Sequence[str] | None = None) -> int:
+    return spin_node(SimRobotNode, args, until=lambda n: n.done and bool(n.p["exit_when_done"]))
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
