@@ -1,0 +1,345 @@
+"""The nodes over real DDS, each in its own process (see conftest.py for isolation).
+
+* the sim graph (``embodied launch sim``) runs a full episode end to end, recorded to MCAP;
+* a live budget change reaches the wire within 2 frames; bad values are refused, old kept;
+* malformed packets are dropped and counted; the policy node keeps running;
+* the policy node killed mid-episode: the robot holds; restarted: the graph resumes;
+* the camera node's lifecycle (configure/activate at start, deactivate, cleanup).
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+import yaml
+
+from tests.ros_nodes.conftest import BIN, events
+
+pytestmark = [pytest.mark.ros, pytest.mark.slow, pytest.mark.timeout(150)]
+
+
+def _qos(role: str):
+    from ros_nodes.common import topic_qos
+
+    return topic_qos(role)
+
+
+def _end_events(got):
+    return [e for e in events(got) if e["event"] == "end"]
+
+
+def test_sim_graph_runs_a_full_episode(models, procs, ros, tmp_path):
+    from sensor_msgs.msg import CompressedImage, Image
+    from std_msgs.msg import Float32MultiArray, String
+
+    from embodied.codecs.tokens import TokenCodec
+    from ros_nodes.common import msg_to_chunk
+    from ros_nodes.wire import PacketFormat
+
+    tok, pol = models
+    extra = tmp_path / "models.yaml"
+    extra.write_text(
+        yaml.safe_dump(
+            {
+                "/**": {"ros__parameters": {"tokenizer_dir": str(tok)}},
+                "policy": {"ros__parameters": {"policy_dir": str(pol)}},
+                "tokenizer": {"ros__parameters": {"budget": 16}},
+            }
+        )
+    )
+    ev = ros.collect(String, "robot/events", _qos("events"))
+    packets = ros.collect(CompressedImage, "tokens/packets", _qos("packets"))
+    actions = ros.collect(Float32MultiArray, "policy/actions", _qos("actions"))
+    images = ros.collect(Image, "camera/image_raw", _qos("image"))
+    launcher = procs.start("launch", ["embodied", "launch", "sim", "--params-file", str(extra)])
+    mcap = tmp_path / "run.mcap"
+    recorder = procs.start("record", ["embodied", "record", "--out", str(mcap), "--duration", "5"])
+
+    ros.spin_until(lambda: any(e["event"] == "start" for e in events(ev)), 60, "episode start")
+    ros.spin_until(lambda: bool(_end_events(ev)), 30, "episode end")
+    assert launcher.wait(timeout=20) == 0, procs.log("launch")[-3000:]
+    assert recorder.wait(timeout=30) == 0, procs.log("record")[-2000:]
+
+    end = _end_events(ev)[0]
+    assert isinstance(end["success"], bool)  # success reported, whatever the smoke model does
+    assert end["steps"] == 150 or end["success"]  # a full episode: step limit or success
+    assert end["held_steps"] < end["steps"] // 2, end
+    codec = TokenCodec(tok)
+    fmt = PacketFormat.parse(packets[-1][1].format)
+    assert (fmt.codec, fmt.model_id) == ("tokens", codec.model_id)
+    assert {codec.decode(bytes(m.data)).budget for _, m in packets} == {16}
+    chunks = [msg_to_chunk(m)[0] for _, m in actions]
+    moving = [c for c in chunks if c.shape[0] > 0]
+    assert len(moving) >= 100 and moving[0].shape == (4, 4)
+    assert len(images) >= 100 and len(packets) >= 100
+
+    from mcap.reader import make_reader
+    from mcap_ros2.decoder import DecoderFactory
+
+    with mcap.open("rb") as f:
+        reader = make_reader(f, decoder_factories=[DecoderFactory()])
+        topics = {ch.topic for _, ch, _, _ in reader.iter_decoded_messages()}
+    assert {"/camera/image_raw", "/tokens/packets", "/policy/actions", "/diagnostics"} <= topics
+
+
+def _image_publisher(ros, rate_hz: float = 30.0):
+    from sensor_msgs.msg import Image
+
+    from ros_nodes.common import rgb_to_image
+
+    pub = ros.node.create_publisher(Image, "camera/image_raw", _qos("image"))
+    rng = np.random.default_rng(0)
+    frames = [rng.integers(0, 255, (64, 64, 3), dtype=np.uint8) for _ in range(8)]
+    count = [0]
+
+    def tick() -> None:
+        msg = rgb_to_image(frames[count[0] % 8], ros.node.get_clock().now().to_msg())
+        pub.publish(msg)
+        count[0] += 1
+
+    ros.node.create_timer(1.0 / rate_hz, tick)
+    return count
+
+
+def test_live_budget_change_within_two_frames_and_bad_values_refused(models, procs, ros):
+    from rclpy.parameter import Parameter
+    from rclpy.parameter_client import AsyncParameterClient
+    from sensor_msgs.msg import CompressedImage
+
+    from embodied.codecs.tokens import TokenCodec
+
+    tok, _ = models
+    codec = TokenCodec(tok)
+    node = procs.node("embodied-tokenizer-node", "tokenizer", tokenizer_dir=tok, budget=32)
+    packets = ros.collect(CompressedImage, "tokens/packets", _qos("packets"))
+    _image_publisher(ros)
+    ros.spin_until(lambda: len(packets) >= 5, 60, "packets from the tokenizer")
+    client = AsyncParameterClient(ros.node, "/tokenizer")
+    assert client.wait_for_services(timeout_sec=10)
+
+    def call(future):
+        ros.spin_until(future.done, 10, "a parameter service reply")
+        return future.result()
+
+    def budgets(since: int) -> list[int]:
+        return [codec.decode(bytes(m.data)).budget for _, m in packets[since:]]
+
+    assert set(budgets(0)) == {32}
+    res = call(client.set_parameters([Parameter("budget", value=24)]))
+    n = len(packets)  # everything from here on was sent after the node accepted the change
+    assert res.results[0].successful, res.results[0].reason
+    ros.spin_until(lambda: len(packets) >= n + 6, 10, "packets after the change")
+    after = budgets(n)
+    first = after.index(24)
+    assert first <= 1 and set(after[first:]) == {24}, after  # on the wire within 2 frames
+
+    refused = [
+        ("max_budget", 1000, "out of range"),  # the descriptor's range
+        ("budget", 0, "out of range"),
+        ("mode", "turbo", "not allowed"),  # the controller's validation
+        ("deadline_ms", "fast", "type"),  # the declared type
+        ("k_max", 32, "read-only"),  # fixed by the model
+    ]
+    for name, value, words in refused:
+        before = call(client.get_parameters([name])).values[0]
+        r = call(client.set_parameters([Parameter(name, value=value)])).results[0]
+        assert not r.successful and words in r.reason.lower(), (name, r.reason)
+        assert call(client.get_parameters([name])).values[0] == before, name
+    # min/max consistency is the controller's check, and budget must lie between them
+    assert call(client.set_parameters([Parameter("max_budget", value=30)])).results[0].successful
+    r = call(client.set_parameters([Parameter("budget", value=40)])).results[0]
+    assert not r.successful and "kept budget=24" in r.reason, r.reason
+    r = call(client.set_parameters([Parameter("min_budget", value=31)])).results[0]
+    assert not r.successful and "kept min_budget=1" in r.reason, r.reason
+
+    # the command line does the same through the parameter services
+    out = subprocess.run(
+        [str(BIN / "embodied"), "tune", "tokenizer", "mode", "turbo"],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert out.returncode == 1 and "refused" in out.stderr and "kept 'adaptive'" in out.stderr
+    out = subprocess.run(
+        [str(BIN / "embodied"), "tune", "tokenizer", "deadline_ms", "80"],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert out.returncode == 0 and "-> 80.0" in out.stdout, out.stderr
+    n = len(packets)
+    ros.spin_until(lambda: len(packets) >= n + 3, 10, "packets after the refusals")
+    assert set(budgets(n)) == {24}  # the refusals changed nothing on the wire
+    assert node.poll() is None
+
+
+def test_malformed_packets_are_dropped_counted_and_the_policy_keeps_running(models, procs, ros):
+    from diagnostic_msgs.msg import DiagnosticArray
+    from sensor_msgs.msg import CompressedImage, JointState
+    from std_msgs.msg import Float32MultiArray, String
+
+    from embodied.codecs.tokens import TokenCodec
+    from ros_nodes.common import diag_values, msg_to_chunk, ns_to_stamp
+    from ros_nodes.wire import PROPRIO_NAMES, PacketFormat
+
+    tok, pol = models
+    codec = TokenCodec(tok)
+    node = procs.node(
+        "embodied-policy-node", "policy", tokenizer_dir=tok, policy_dir=pol, watchdog_ms=10000.0
+    )
+    pkt_pub = ros.node.create_publisher(CompressedImage, "tokens/packets", _qos("packets"))
+    prop_pub = ros.node.create_publisher(JointState, "robot/proprio", _qos("proprio"))
+    instr_pub = ros.node.create_publisher(String, "robot/instruction", _qos("instruction"))
+    actions = ros.collect(Float32MultiArray, "policy/actions", _qos("actions"))
+    diags = ros.collect(DiagnosticArray, "/diagnostics", _qos("diagnostics"))
+    instr_pub.publish(String(data="open the drawer"))
+    good_format = str(PacketFormat("tokens", codec.model_id, codec.frame_shape))
+    frame = np.random.default_rng(1).integers(0, 255, (64, 64, 3), dtype=np.uint8)
+
+    def send(data: bytes, fmt: str = good_format) -> int:
+        t = time.time_ns()
+        js = JointState(name=list(PROPRIO_NAMES), position=[0.0, 0.6, 0.2, 1.0])
+        js.header.stamp = ns_to_stamp(t)
+        prop_pub.publish(js)
+        msg = CompressedImage(format=fmt, data=data)
+        msg.header.stamp = ns_to_stamp(t)
+        pkt_pub.publish(msg)
+        return t
+
+    def answered(stamp: int) -> bool:
+        return any(msg_to_chunk(m)[1] == stamp for _, m in actions)
+
+    def valid() -> bytes:
+        return codec.encode(frame, budget=16, frame_id=1, stamp_ms=0).packet
+
+    ros.spin_until(lambda: pkt_pub.get_subscription_count() > 0, 60, "the policy node")
+    deadline = time.monotonic() + 30
+    while True:  # best effort: the first packets may precede discovery of this publisher
+        stamp = send(valid())
+        try:
+            ros.spin_until(lambda s=stamp: answered(s), 1.0, "an action chunk")
+            break
+        except AssertionError:
+            if time.monotonic() > deadline:
+                raise
+    good = valid()
+    flipped = bytearray(good)
+    flipped[len(flipped) // 2] ^= 0x40
+    foreign = str(PacketFormat("tokens", codec.model_id ^ 1, codec.frame_shape))
+    bad = [
+        (bytes(flipped), good_format),  # CRC
+        (good[:-3], good_format),  # truncated
+        (b"", good_format),  # empty
+        (good, "image/jpeg"),  # not our format
+        (good, foreign),  # another tokenizer's stream
+        (bytes(np.random.default_rng(2).integers(0, 255, 40, dtype=np.uint8)), good_format),
+    ]
+    for data, fmt in bad:
+        send(data, fmt)
+        ros.spin_for(0.05)
+    stamp = send(valid())
+    ros.spin_until(lambda: answered(stamp), 10, "an action after the malformed packets")
+
+    def dropped() -> dict[str, str]:
+        for _, m in reversed(diags):
+            v = diag_values(m, "/policy")
+            if v:
+                return next(iter(v.values()))
+        return {}
+
+    ros.spin_until(lambda: int(dropped().get("packets_dropped", 0)) >= len(bad), 10, "stats")
+    d = dropped()
+    assert int(d["packets_dropped"]) == len(bad), d
+    for cls in ("CorruptPacket", "TruncatedPacket", "BadFormat", "ForeignModel"):
+        assert int(d.get(f"packets_dropped_{cls}", 0)) >= 1, (cls, d)
+    assert int(d["errors"]) == 0
+    assert node.poll() is None
+
+
+def test_policy_killed_robot_holds_restarted_graph_resumes(models, procs, ros):
+    from sensor_msgs.msg import JointState
+    from std_msgs.msg import Float32MultiArray, String
+
+    tok, pol = models
+    policy_params = {"tokenizer_dir": tok, "policy_dir": pol}
+    procs.node(
+        "embodied-sim-robot-node", "sim_robot", episodes=1, max_steps=6000,
+        action_timeout_ms=300.0,
+    )  # fmt: skip
+    procs.node("embodied-tokenizer-node", "tokenizer", tokenizer_dir=tok, budget=32)
+    policy = procs.node("embodied-policy-node", "policy", **policy_params)
+    ev = ros.collect(String, "robot/events", _qos("events"))
+    actions = ros.collect(Float32MultiArray, "policy/actions", _qos("actions"))
+    proprio = ros.collect(JointState, "robot/proprio", _qos("proprio"))
+    ros.spin_until(lambda: any(e["event"] == "start" for e in events(ev)), 60, "episode start")
+    n = len(actions)
+    ros.spin_until(lambda: len(actions) >= n + 15, 15, "action chunks")
+
+    procs.kill(policy)
+    killed = time.monotonic()
+    ros.spin_until(
+        lambda: any(e["event"] == "hold" and e["reason"] == "watchdog" for e in events(ev)),
+        5, "the robot's watchdog hold",
+    )  # fmt: skip
+    held_at = time.monotonic()
+    assert held_at - killed < 2.0
+    ros.spin_for(1.5)
+    still = np.array([m.position[:3] for t, m in proprio if t > held_at + 0.3])
+    assert len(still) >= 10  # the robot keeps publishing while it holds
+    assert np.ptp(still, axis=0).max() < 5e-3, np.ptp(still, axis=0)  # and the arm stays put
+
+    procs.node("embodied-policy-node", "policy", **policy_params)
+    ros.spin_until(lambda: any(e["event"] == "resume" for e in events(ev)), 60, "resume")
+    n = len(actions)
+    ros.spin_until(lambda: len(actions) >= n + 15, 15, "action chunks after the restart")
+    assert not any(e["event"] == "end" for e in events(ev))  # the same episode goes on
+    resumed = [e for e in events(ev) if e["event"] == "resume"][-1]
+    assert resumed["after"] == "watchdog"
+
+
+def test_camera_node_lifecycle_on_a_video_file(procs, ros, tmp_path):
+    import cv2
+    from lifecycle_msgs.msg import Transition
+    from lifecycle_msgs.srv import ChangeState, GetState
+    from sensor_msgs.msg import Image
+
+    video = tmp_path / "clip.avi"
+    writer = cv2.VideoWriter(str(video), cv2.VideoWriter_fourcc(*"MJPG"), 30, (80, 60))
+    for i in range(10):
+        writer.write(np.full((60, 80, 3), 20 * i, np.uint8))
+    writer.release()
+    procs.node(
+        "embodied-camera-node", "camera", device=str(video), rate_hz=20.0, width=32, height=24
+    )
+    images = ros.collect(Image, "camera/image_raw", _qos("image"))
+    ros.spin_until(lambda: len(images) >= 15, 60, "camera frames")  # 10-frame file: it loops
+    m = images[-1][1]
+    assert (m.width, m.height, m.encoding) == (32, 24, "rgb8")
+
+    change = ros.node.create_client(ChangeState, "/camera/change_state")
+    get = ros.node.create_client(GetState, "/camera/get_state")
+    assert change.wait_for_service(timeout_sec=10)
+
+    def transition(tid: int) -> bool:
+        f = change.call_async(ChangeState.Request(transition=Transition(id=tid)))
+        ros.spin_until(f.done, 10, "change_state")
+        return f.result().success
+
+    assert transition(Transition.TRANSITION_DEACTIVATE)
+    ros.spin_for(0.3)
+    n = len(images)
+    ros.spin_for(0.7)
+    assert len(images) == n  # inactive: nothing published
+    assert transition(Transition.TRANSITION_CLEANUP)
+    f = get.call_async(GetState.Request())
+    ros.spin_until(f.done, 10, "get_state")
+    assert f.result().current_state.label == "unconfigured"
+
+
+def test_cli_without_a_graph_fails_cleanly(ros_env):
+    out = subprocess.run(
+        [sys.executable, "-m", "embodied.cli", "tune", "no_such_node", "budget", "3",
+         "--timeout", "1"],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert out.returncode == 2 and "no parameter services" in out.stderr
