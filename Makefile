@@ -30,8 +30,10 @@ test: $(STAMP)
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/python -m pytest -q
 
+# The main job: closed-loop success vs bit rate with the shipped models (no training), ~5 min.
+RUN_ARGS ?= --episodes 4 --codecs tokens,jpeg,webp,h264 --budgets 1,4,16 --targets 90,250,700 --out results/run
 run: $(STAMP)
-	$(VENV)/bin/embodied expert-eval --episodes 10
+	$(VENV)/bin/embodied eval $(RUN_ARGS)
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .

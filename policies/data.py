@@ -33,15 +33,26 @@ class DemoArrays:
         )  # fmt: skip
 
 
-def load_demos(root: str | Path, chunk: int = 4, tasks: list[str] | None = None) -> DemoArrays:
-    """Read every successful episode under ``root`` into flat arrays."""
+def load_demos(
+    root: str | Path,
+    chunk: int = 4,
+    tasks: list[str] | None = None,
+    max_episodes: int | None = None,
+) -> DemoArrays:
+    """Read every successful episode under ``root`` into flat arrays (with ``max_episodes``,
+    only training seeds below it, i.e. the first ``max_episodes`` episodes of each task)."""
     from sim.dataset import iter_episodes
     from sim.suite import TASKS
 
     task_names = list(TASKS)
     instructions = [i for t in TASKS.values() for i in t.instructions]
     frames, proprio, instr, task, chunks, cmask, episode, step, seeds = ([] for _ in range(9))
-    for e, ep in enumerate(iter_episodes(Path(root), tasks=tasks)):
+    eps = (
+        ep
+        for ep in iter_episodes(Path(root), tasks=tasks)
+        if max_episodes is None or ep.seed < max_episodes
+    )
+    for e, ep in enumerate(eps):
         t = len(ep.actions)
         frames.append(ep.frames)
         proprio.append(ep.proprio)

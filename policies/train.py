@@ -405,9 +405,9 @@ def train_task(
 
 
 # --------------------------------------------------------------------------- CLI
-def _load(args: argparse.Namespace) -> DemoArrays:
+def _load(args: argparse.Namespace, max_episodes: int | None = None) -> DemoArrays:
     t = time.time()
-    d = load_demos(args.data, chunk=CHUNK)
+    d = load_demos(args.data, chunk=CHUNK, max_episodes=max_episodes or args.max_episodes)
     print(f"  loaded {len(d)} frames from {len(d.seeds)} episodes in {time.time() - t:.1f} s")
     return d
 
@@ -439,6 +439,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--steps", type=int, default=None)
     p.add_argument("--threads", type=int, default=None)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--max-episodes", type=int, default=None, help="use seeds below this per task")
     p.add_argument("--ship", default="embodied/models", help="`all`: copy exported models here")
     a = p.parse_args(argv)
     if a.steps is not None and a.steps < 1:
@@ -447,21 +448,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     t0 = time.time()
     if a.stage == "tokenizer":
         d = _load(a)
-        train_tokenizer(d, Path(a.out or "runs/tok-recon"), steps=a.steps or 1500, seed=a.seed)
+        train_tokenizer(d, Path(a.out or "runs/tok-recon"), steps=a.steps or 2500, seed=a.seed)
     elif a.stage == "policy":
         d = _load(a)
         tdir = Path(a.tokenizer) if a.tokenizer else None
         if tdir is None and not a.blind:
             p.error("--tokenizer is required unless --blind")
         out = Path(a.out or ("runs/vla-blind" if a.blind else "runs/vla-recon"))
-        train_policy(d, tdir, out, steps=a.steps or (1500 if a.blind else 3000), blind=a.blind,
+        train_policy(d, tdir, out, steps=a.steps or (1500 if a.blind else 4000), blind=a.blind,
                      name=out.name, degraded=None if a.blind else _degraded(d, a), seed=a.seed)  # fmt: skip
     elif a.stage == "task":
         if not (a.tokenizer and a.policy):
             p.error("task needs --tokenizer (reconstruction-trained) and --policy (its policy)")
         d = _load(a)
         train_task(d, Path(a.tokenizer), Path(a.policy), Path(a.out_tokenizer), Path(a.out_policy),
-                   steps=a.steps or 1500, degraded=_degraded(d, a), seed=a.seed)  # fmt: skip
+                   steps=a.steps or 3000, degraded=_degraded(d, a), seed=a.seed)  # fmt: skip
     else:
         run_all(a)
     print(f"done in {(time.time() - t0) / 60:.1f} min")
@@ -471,16 +472,16 @@ def main(argv: Sequence[str] | None = None) -> int:
 def run_all(a: argparse.Namespace) -> None:
     from sim.collect import main as collect
 
-    collect(["--episodes", "50", "--out", a.data])
+    collect(["--episodes", "100", "--out", a.data])
+    runs = Path("runs")
+    # the tokenizer learns from the first 50 episodes per task, the policies from all 100
+    train_tokenizer(_load(a, max_episodes=50), runs / "tok-recon", steps=2500, seed=a.seed)
     d = _load(a)
     deg = _degraded(d, a)
-    runs = Path("runs")
-    train_tokenizer(d, runs / "tok-recon", seed=a.seed)
-    train_policy(
-        d, runs / "tok-recon", runs / "vla-recon", degraded=deg, seed=a.seed, name="vla-recon"
-    )
+    train_policy(d, runs / "tok-recon", runs / "vla-recon", steps=4000, degraded=deg,
+                 seed=a.seed, name="vla-recon")  # fmt: skip
     train_task(d, runs / "tok-recon", runs / "vla-recon", runs / "tok-task", runs / "vla-task",
-               degraded=deg, seed=a.seed)  # fmt: skip
+               steps=3000, degraded=deg, seed=a.seed)  # fmt: skip
     train_policy(d, runs / "tok-recon", runs / "vla-blind", blind=True, steps=1500, seed=a.seed,
                  name="vla-blind")  # fmt: skip
     ship(runs, Path(a.ship))
@@ -499,5 +500,37 @@ def ship(runs: Path, dest: Path) -> None:
             for f in src.glob(pattern):
                 if f.name.endswith("_fp16.onnx") or f.name == "log.jsonl":
                     continue
-                shutil.copy2(f, dest / name / f.name)
+                if f.name == "tokenizer_decoder.onnx":
+                    store_weights_fp16(f, dest / name / f.name)
+                else:
+                    shutil.copy2(f, dest / name / f.name)
         print(f"  shipped {name} -> {dest / name}")
+
+
+def store_weights_fp16(src: Path, dst: Path, min_elements: int = 1024) -> None:
+    """Weight-only fp16 storage: large float initializers are kept as float16 and cast back to
+    float32 at load time (ONNX Runtime folds the Cast once), so the graph still computes in fp32
+    on every provider and the file is half the size. Used for the tokenizer decoders, which only
+    make images for people and reports; encoders stay bit-exact fp32."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    model = onnx.load(str(src))
+    g = model.graph
+    casts = []
+    keep = []
+    for init in g.initializer:
+        arr = numpy_helper.to_array(init)
+        if arr.dtype == np.float32 and arr.size >= min_elements:
+            half = numpy_helper.from_array(arr.astype(np.float16), init.name + "__fp16")
+            keep.append(half)
+            casts.append(helper.make_node("Cast", [half.name], [init.name], to=TensorProto.FLOAT))
+        else:
+            keep.append(init)
+    del g.initializer[:]
+    g.initializer.extend(keep)
+    nodes = list(g.node)
+    del g.node[:]
+    g.node.extend(casts + nodes)
+    onnx.checker.check_model(model)
+    onnx.save(model, str(dst))
