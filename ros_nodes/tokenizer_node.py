@@ -57,7 +57,7 @@ from ros_nodes.common import (
     stamp_ns,
     topic_qos,
 )
-from ros_nodes.wire import TOPICS, ArrivalReport, PacketFormat
+from ros_nodes.wire import TOPICS, ArrivalReport, PacketFormat, budget_spec
 
 #: Bytes a packet costs on an IPv4 network beyond the serialized message: UDP/IP (28),
 #: RTPS header (20), DATA submessage header (24). Added to the CDR size of the message.
@@ -137,15 +137,8 @@ class TokenizerNode(Node):
                 f"k_max={values['k_max']} ignored: the {self.codec_name} codec has {self.k_max}"
             )
             values["k_max"] = self.k_max
-        budget_spec = replace(
-            self.specs["max_budget"],
-            name="budget",
-            default=values["max_budget"],
-            description="the fixed controller's budget (tokens, or ladder rung for pixel "
-            "codecs); the held budget in mode 'hold'; within min_budget..max_budget",
-        )
         budget = self.declare_parameter(
-            "budget", values["max_budget"], descriptor(budget_spec)
+            "budget", values["max_budget"], descriptor(budget_spec(self.specs))
         ).value
         settings = ControllerSettings(**values)
         if not settings.min_budget <= budget <= settings.max_budget:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -93,6 +94,13 @@ def test_launcher_dry_run_prints_the_same_nodes():
     assert names == ["sim_robot", "tokenizer", "policy"]
     assert all("__node:=" in line and "launch/params/sim.yaml" in line for line in lines[:3])
     assert "budget: 8" in out.stdout
+
+
+def test_docs_tables_are_generated_from_the_code():
+    from ros_nodes.doctables import main as doctables
+
+    doc = Path(__file__).resolve().parents[2] / "docs" / "ros.md"
+    assert doctables(["--check", str(doc)]) == 0, "run: python -m ros_nodes.doctables docs/ros.md"
 
 
 def test_topic_table_uses_standard_messages():
