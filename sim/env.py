@@ -150,7 +150,11 @@ class MetaWorldTaskEnv(gym.Env):
         self.observation_space = spaces.Dict(
             {
                 "image": spaces.Box(0, 255, (r, r, 3), np.uint8),
-                "proprio": spaces.Box(-np.inf, np.inf, (4,), np.float32),
+                # hand x, y, z (Meta-World clips them to its hand box) and gripper opening
+                "proprio": spaces.Box(
+                    np.array([-1.0, 0.0, -0.5, -1.0], np.float32),
+                    np.array([1.0, 1.5, 1.0, 1.0], np.float32),
+                ),
                 "instruction": spaces.Text(max_length=128, charset=INSTRUCTION_CHARSET),
             }
         )
