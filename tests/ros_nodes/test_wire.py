@@ -10,6 +10,9 @@ import numpy as np
 import pytest
 
 from embodied.control.base import settings_spec
+
+pytest.importorskip("yaml", reason="PyYAML (comes with the ROS wheels) is not installed")
+
 from ros_nodes.graphs import get_graph, load_graphs, overrides_document, parse_override
 from ros_nodes.wire import (
     FEEDBACK_FIELDS,
