@@ -119,8 +119,9 @@ class PolicyNode(LifecycleNode):
                     plain_descriptor("instruction override ('' = from robot/instruction)", STR),
                 ),
                 "strict_model_check": (
-                    False,
-                    plain_descriptor("refuse a policy trained on another tokenizer (else warn)",
+                    True,
+                    plain_descriptor("refuse a policy trained on another tokenizer's ids (false: "
+                                     "warn and run, e.g. smoke models)",
                                      BOOL),
                 ),
                 "autostart": (

@@ -142,3 +142,46 @@ def test_chunk_message_round_trip():
     assert (stamp, frame) == (123456789, 5)
     hold, _, _ = msg_to_chunk(chunk_to_msg(np.zeros((0, 4), np.float32), 0, 0))
     assert hold.shape == (0, 4)
+
+
+def test_launch_files_build_the_graph_nodes(monkeypatch):
+    """The ``*.launch.py`` files against stand-ins of ROS's launch API (not installed here):
+    they must start the graph's nodes with the same names, files and exit policy."""
+    import importlib.util
+    import types
+
+    class Recorder:
+        def __init__(self, *args, **kwargs):
+            self.args, self.kwargs = args, kwargs
+
+    values = {"side": "all", "params_file": "/tmp/extra.yaml"}
+
+    class Config(Recorder):
+        def perform(self, context):
+            return values[self.args[0]]
+
+    fake = {
+        "launch": types.SimpleNamespace(LaunchDescription=Recorder),
+        "launch.actions": types.SimpleNamespace(
+            DeclareLaunchArgument=Recorder, OpaqueFunction=Recorder, Shutdown=Recorder
+        ),
+        "launch.substitutions": types.SimpleNamespace(LaunchConfiguration=Config),
+        "launch_ros": types.SimpleNamespace(),
+        "launch_ros.actions": types.SimpleNamespace(Node=Recorder),
+    }
+    for name, mod in fake.items():
+        monkeypatch.setitem(sys.modules, name, mod)
+    launch_dir = Path(__file__).resolve().parents[2] / "launch"
+    for graph in ("sim", "robot", "split"):
+        spec = importlib.util.spec_from_file_location(graph, launch_dir / f"{graph}.launch.py")
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        ld = module.generate_launch_description()
+        opaque = ld.args[0][-1]
+        nodes = opaque.kwargs["function"](None, *opaque.kwargs["args"])
+        want = get_graph(graph)
+        assert [n.kwargs["name"] for n in nodes] == [n.name for n in want.nodes]
+        for made, node in zip(nodes, want.nodes, strict=True):
+            assert made.kwargs["parameters"] == [*map(str, node.params), "/tmp/extra.yaml"]
+            assert made.kwargs["executable"].endswith(node.executable)
+            assert (made.kwargs["on_exit"] is not None) == node.required
