@@ -174,7 +174,11 @@ def run_episode(
         settings = ControllerSettings(deadline_ms=point.deadline_ms, min_budget=1, max_budget=kmax,
                                       k_max=kmax)  # fmt: skip
         controller = make_controller(point.controller, settings, frame_rate_hz=control_hz)
-    session = LinkSession(_trace(point.trace) if point.trace else None, controller)
+    trace = _trace(point.trace) if point.trace else None
+    session = LinkSession(trace, controller)
+    # Each episode meets the link at its own moment of the trace (drawn from the seed), so that
+    # a sweep samples the trace's good and bad stretches instead of replaying its first seconds.
+    t0 = float(np.random.default_rng([seed, 0x7ACE]).uniform(0, trace.period_s)) if trace else 0.0
 
     dt = 1.0 / control_hz
     deadline = point.deadline_ms / 1e3
@@ -186,7 +190,7 @@ def run_episode(
     success = False
     steps = max_steps or env.max_steps
     for step in range(steps):
-        now = step * dt
+        now = t0 + step * dt
         frame, proprio = obs["image"], obs["proprio"]
         # ---- sender: encode this frame and put it on the link
         if point.codec in ("clean", "blind"):
