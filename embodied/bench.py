@@ -13,6 +13,7 @@ BENCHES: dict[str, tuple[str, str]] = {
     "render": ("sim.bench_render:main", "MuJoCo render time per frame, default vs fast"),
     "tokens": ("embodied.codecs.bench_tokens:main", "token codec encode/decode ms and bytes per k"),
     "policy": ("embodied.bench_policy:main", "policy latency p50/p99 per budget, per provider"),
+    "eval": ("sim.bench_eval:main", "closed-loop episodes/s on 1 worker vs N (process or Ray)"),
     "ros": ("ros_nodes.bench:main", "ROS 2 loopback image→action latency p50/p99, soak"),
 }
 
