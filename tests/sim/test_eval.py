@@ -100,3 +100,24 @@ def test_sweep_writes_results_and_resumes(tmp_path: Path, capsys):
         assert 0 <= r["ci95_low"] <= r["success"] <= r["ci95_high"] <= 1
     shutil.rmtree(out)
     assert np.isfinite(s["points"][0]["bits_per_frame"])
+
+
+@needs_models
+def test_ray_backend_runs_the_same_episodes(tmp_path: Path):
+    ray = pytest.importorskip("ray")
+    argv = ["--tasks", "button-press", "--episodes", "2", "--codecs", "tokens", "--budgets", "2",
+            "--tokenizers", "tok-task", "--no-references", "--max-steps", "15"]  # fmt: skip
+    try:
+        assert eval_main([*argv, "--workers", "1", "--out", str(tmp_path / "p")]) == 0
+        assert (
+            eval_main([*argv, "--workers", "2", "--backend", "ray", "--out", str(tmp_path / "r")])
+            == 0
+        )
+    finally:
+        ray.shutdown()
+
+    def load(d):
+        rows = [json.loads(x) for x in (tmp_path / d / "episodes.jsonl").read_text().splitlines()]
+        return sorted((r["seed"], r["success"], r["steps"], r["bits_mean"]) for r in rows)
+
+    assert load("p") == load("r")  # same results whichever backend ran them
