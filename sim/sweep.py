@@ -38,10 +38,10 @@ from sim.evaluate import MODELS_DIR, Point, episode_job
 
 DEFAULT_BUDGETS = (1, 2, 4, 8, 16, 64)
 DEFAULT_TARGETS = {  # packet bytes per frame, header included
-    "jpeg": (640, 700, 800, 1000),
-    "webp": (60, 90, 140, 250, 500),
-    "h264": (16, 24, 40, 64, 120),
-    "h264-intra": (60, 90, 140, 250),
+    "jpeg": (650, 800, 1000),
+    "webp": (60, 100, 160, 300),
+    "h264": (16, 32, 64, 128),
+    "h264-intra": (60, 100, 160, 300),
     "raw": (56, 200, 776),
 }
 PIXEL_CODECS = tuple(DEFAULT_TARGETS)
