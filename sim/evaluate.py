@@ -48,6 +48,7 @@ class Point:
     trace: str | None = None  # None: ideal link
     controller: str | None = None  # with a trace: a registered controller (budget = its choice)
     deadline_ms: float = 100.0
+    max_budget: int | None = None  # with a controller: the settings' cap (None: every budget)
 
     @property
     def policy_name(self) -> str:
@@ -69,6 +70,8 @@ class Point:
             what = self.target_bytes if self.target_bytes is not None else f"rung{self.budget}"
             base = f"{self.codec}@{what if self.controller is None else self.controller}"
             base += f"[{self.tokenizer}]"
+        if self.controller is not None and self.max_budget is not None:
+            base += f"(max{self.max_budget})"
         if self.trace:
             base += f"~{self.trace}"
         return base
@@ -171,7 +174,8 @@ def run_episode(
     controller = None
     if point.trace is not None and point.controller is not None:
         kmax = len(budgets) if budgets else k_max
-        settings = ControllerSettings(deadline_ms=point.deadline_ms, min_budget=1, max_budget=kmax,
+        cap = min(point.max_budget or kmax, kmax)
+        settings = ControllerSettings(deadline_ms=point.deadline_ms, min_budget=1, max_budget=cap,
                                       k_max=kmax)  # fmt: skip
         controller = make_controller(point.controller, settings, frame_rate_hz=control_hz)
     trace = _trace(point.trace) if point.trace else None
