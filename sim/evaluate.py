@@ -49,6 +49,7 @@ class Point:
     controller: str | None = None  # with a trace: a registered controller (budget = its choice)
     deadline_ms: float = 100.0
     max_budget: int | None = None  # with a controller: the settings' cap (None: every budget)
+    overhead_bytes: int = 8  # transport framing per packet on a trace (link-sim's default; UDP: 28)
 
     @property
     def policy_name(self) -> str:
@@ -74,6 +75,8 @@ class Point:
             base += f"(max{self.max_budget})"
         if self.trace:
             base += f"~{self.trace}"
+            if self.overhead_bytes != 8:
+                base += f"+{self.overhead_bytes}B"
         return base
 
     def key(self) -> str:
@@ -179,7 +182,9 @@ def run_episode(
                                       k_max=kmax)  # fmt: skip
         controller = make_controller(point.controller, settings, frame_rate_hz=control_hz)
     trace = _trace(point.trace) if point.trace else None
-    session = LinkSession(trace, controller)
+    from embodied.link.emulator import LinkConfig
+
+    session = LinkSession(trace, controller, LinkConfig(overhead_bytes=point.overhead_bytes))
     # Each episode meets the link at its own moment of the trace (drawn from the seed), so that
     # a sweep samples the trace's good and bad stretches instead of replaying its first seconds.
     t0 = float(np.random.default_rng([seed, 0x7ACE]).uniform(0, trace.period_s)) if trace else 0.0

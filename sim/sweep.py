@@ -81,10 +81,11 @@ def build_points(a: argparse.Namespace) -> list[Point]:
                     tok = tokenizers[0]
                     if name == "fixed":
                         k = int(fixed or 8)
-                        points.append(Point(c, budget=k, tokenizer=tok, trace=tr, controller=None))
+                        points.append(Point(c, budget=k, tokenizer=tok, trace=tr, controller=None,
+                                            overhead_bytes=a.overhead))  # fmt: skip
                     else:
                         points.append(Point(c, tokenizer=tok, trace=tr, controller=name,
-                                            max_budget=a.max_budget))  # fmt: skip
+                                            max_budget=a.max_budget, overhead_bytes=a.overhead))  # fmt: skip
         return points
     if a.references:
         for tok in tokenizers:
@@ -358,6 +359,9 @@ def _parser() -> argparse.ArgumentParser:
                    help="skip the clean (uncompressed) and blind reference points")  # fmt: skip
     p.add_argument("--traces", default=None, help="comma list of shipped traces (trace mode)")
     p.add_argument("--controllers", default="deadline,aimd,fixed:4,fixed:16")
+    p.add_argument("--overhead", type=int, default=8,
+                   help="trace mode: transport bytes per packet (8: compact radio framing, as "
+                        "`embodied link-sim`; 28: UDP/IPv4)")  # fmt: skip
     p.add_argument("--max-budget", type=int, default=None,
                    help="trace mode: the controllers' budget cap (a live setting)")  # fmt: skip
     p.add_argument("--instructions", choices=["train", "heldout"], default="train")
