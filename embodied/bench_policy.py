@@ -32,6 +32,9 @@ MODELS_DIR = Path(__file__).resolve().parent / "models"
 
 
 def _default_model_dir() -> Path | None:
+    """The shipped vision policy (``vla-task``), else the first policy found."""
+    if (MODELS_DIR / "vla-task" / "policy.json").is_file():
+        return MODELS_DIR / "vla-task"
     found = sorted(MODELS_DIR.glob("*/policy.json")) if MODELS_DIR.is_dir() else []
     return found[0].parent if found else None
 
