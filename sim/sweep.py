@@ -105,9 +105,16 @@ def build_points(a: argparse.Namespace) -> list[Point]:
     return points
 
 
-def _init_worker() -> None:
-    for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+def _single_thread_env() -> None:
+    # One thread per episode runner: the pool is the parallelism. LP_NUM_THREADS keeps Mesa's
+    # llvmpipe (the CPU GL renderer behind MUJOCO_GL=egl) from spreading a 64x64 frame over
+    # every core, which made one worker look like more than one.
+    for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "LP_NUM_THREADS"):
         os.environ[var] = "1"
+
+
+def _init_worker() -> None:
+    _single_thread_env()
 
 
 def run_jobs(jobs: list[tuple], workers: int, backend: str) -> Iterable[dict]:
@@ -128,6 +135,7 @@ def run_jobs(jobs: list[tuple], workers: int, backend: str) -> Iterable[dict]:
                     bar.update()
                     yield r
         elif workers <= 1:
+            _single_thread_env()  # before the first GL context of this process
             for j in jobs:
                 r = episode_job(j)
                 bar.update()
