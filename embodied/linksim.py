@@ -32,20 +32,20 @@ import csv
 import json
 import math
 import sys
-from collections import deque
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from embodied.control.base import SKIP, Controller, ControllerSettings, Feedback
+from embodied.control.base import SKIP, Controller, ControllerSettings
 from embodied.control.registry import REGISTRY, make_controller
 from embodied.link import catalog, synthetic
 from embodied.link.emulator import GilbertElliott, LinkConfig, LinkEmulator
 from embodied.link.models import ComputeModel, LinearSizeModel, SizeModel, TableSizeModel
 from embodied.link.traces import RateTrace, Trace, read_trace
+from embodied.loop import LinkSession
 
 DEFAULT_OVERHEAD_BYTES = 8
 DEFAULT_OUT = Path("results/link")
@@ -148,29 +148,13 @@ def simulate(
     s = ctrl.settings
     fps = cfg.frame_rate_hz
     deadline = s.deadline_ms / 1e3
-    fb_delay = (
-        cfg.link.propagation_delay_s if cfg.feedback_delay_s is None else cfg.feedback_delay_s
-    )
     duration = trace.period_s if cfg.duration_s is None else cfg.duration_s
     n = round(duration * fps)
     overhead = cfg.link.overhead_bytes
     frames = Frames()
-    # Reports not yet seen by the sender, in send order: [feedback, time it is seen or None if lost].
-    pending: deque[list[Any]] = deque()
-
-    def deliver(now: float) -> None:
-        while pending:
-            fb, seen = pending[0]
-            if seen is None:  # lost: known at a timeout or when a later packet is reported
-                later = next((e[1] for e in pending if e[1] is not None), math.inf)
-                seen_at = min(fb.send_time + cfg.loss_timeout_s, later)
-                if seen_at > now:
-                    return
-                fb = replace(fb, observed_at=seen_at)
-            elif seen > now:
-                return
-            pending.popleft()
-            ctrl.observe(fb)
+    # The sender's loop (reports to the controller) is the one `embodied eval` runs too.
+    session = LinkSession(trace, ctrl, feedback_delay_s=cfg.feedback_delay_s,
+                          loss_timeout_s=cfg.loss_timeout_s, emulator=link)  # fmt: skip
 
     for i in range(n):
         t = i / fps
@@ -186,7 +170,7 @@ def simulate(
         frames.outage.append(
             _capacity_bits(trace, t, t + deadline) < min_wire * 8.0 * fps * deadline
         )
-        deliver(t)
+        session.deliver_feedback(t)
         world.frame = i
         k = ctrl.next_budget(t)
         if k == SKIP:
@@ -204,19 +188,7 @@ def simulate(
             raise ValueError(f"controller {name!r} returned budget {k}, outside 1..{s.k_max}")
         payload = sizes.payload_bytes(k, i)
         c = compute.seconds(k, i)
-        res = link.send(t + c, payload)
-        sent = Feedback(i, k, payload, overhead, t, res.send_time, c, "sent", res.send_time)
-        ctrl.observe(sent)
-        if res.arrival_time is not None:
-            final = replace(sent, status="delivered", arrival_time=res.arrival_time)
-            pending.append(
-                [
-                    replace(final, observed_at=res.arrival_time + fb_delay),
-                    res.arrival_time + fb_delay,
-                ]
-            )
-        else:
-            pending.append([replace(sent, status="lost"), None])
+        res = session.send(i, t, k, payload, c)
         frames.budget.append(k)
         frames.payload.append(payload)
         frames.overhead.append(overhead)

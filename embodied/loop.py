@@ -12,21 +12,12 @@ from __future__ import annotations
 
 import math
 from collections import deque
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from typing import Any
 
 from embodied.control.base import Controller, Feedback
 from embodied.link.emulator import LinkConfig, LinkEmulator, PacketResult
 from embodied.link.traces import Trace
-
-
-@dataclass(frozen=True)
-class Delivery:
-    frame_id: int
-    capture_time: float
-    arrival_time: float | None  # None: lost
-    wire_bytes: int
-    fate: str
 
 
 class LinkSession:
@@ -42,11 +33,15 @@ class LinkSession:
         link: LinkConfig | None = None,
         feedback_delay_s: float | None = None,
         loss_timeout_s: float = 0.5,
+        emulator: LinkEmulator | None = None,
     ) -> None:
         self.trace = trace
         self.controller = controller
-        self.config = link or LinkConfig()
-        self.link = LinkEmulator(trace, self.config) if trace is not None else None
+        self.config = emulator.config if emulator is not None else (link or LinkConfig())
+        if emulator is not None:
+            self.link: LinkEmulator | None = emulator  # shared with an oracle's view of the future
+        else:
+            self.link = LinkEmulator(trace, self.config) if trace is not None else None
         self.fb_delay = (
             self.config.propagation_delay_s if feedback_delay_s is None else feedback_delay_s
         )
@@ -57,7 +52,8 @@ class LinkSession:
     def overhead_bytes(self) -> int:
         return self.config.overhead_bytes if self.link is not None else 0
 
-    def _deliver_feedback(self, now: float) -> None:
+    def deliver_feedback(self, now: float) -> None:
+        """Hand the controller every report it would have seen by ``now``."""
         if self.controller is None:
             self._pending.clear()
             return
@@ -76,7 +72,7 @@ class LinkSession:
 
     def next_budget(self, now: float, fixed: int | None = None) -> int:
         """The controller's budget for a frame captured at ``now`` (or ``fixed``)."""
-        self._deliver_feedback(now)
+        self.deliver_feedback(now)
         if fixed is not None or self.controller is None:
             if fixed is None:
                 raise ValueError("a session without a controller needs a fixed budget")
@@ -85,7 +81,8 @@ class LinkSession:
 
     def send(
         self, frame_id: int, capture_time: float, budget: int, payload_bytes: int, compute_s: float
-    ) -> Delivery:
+    ) -> PacketResult:
+        """Send one packet (leaving after the sender's compute time); its fate on the link."""
         send_time = capture_time + compute_s
         if self.link is None:
             res = PacketResult(
@@ -107,6 +104,4 @@ class LinkSession:
                 self._pending.append([final, seen])
             else:
                 self._pending.append([replace(sent, status="lost"), None])
-        return Delivery(
-            frame_id, capture_time, res.arrival_time, payload_bytes + overhead, res.fate
-        )
+        return res
