@@ -42,6 +42,7 @@ from policies.tokenizer import (
 from policies.vla import PolicyExport, VLAPolicy
 
 CHUNK = 4
+POLICY_STEPS, TASK_STEPS, BLIND_STEPS = 6000, 3000, 1500
 
 
 def _threads(n: int | None) -> None:
@@ -76,6 +77,50 @@ def instruction_embeddings(instructions: list[str]) -> np.ndarray:
     model = SentenceTransformer(str(get_model_path()), device="cpu")
     emb = model.encode(instructions, normalize_embeddings=True, convert_to_numpy=True)
     return emb.astype(np.float32)
+
+
+class InstructionPool:
+    """Language augmentation: each training sample gets a phrasing drawn from its task's
+    training phrasings (the episode phrasings plus the suite's paraphrase pool; never a
+    held-out phrasing), a little Gaussian noise on the embedding (then re-normalised), and
+    with probability ``p_drop`` no instruction at all (a zero vector), so that where the
+    scene shows the task (an open drawer can only be closed) the policy reads it from the
+    image instead of leaning on one exact sentence embedding."""
+
+    def __init__(self, data: DemoArrays, rng: np.random.Generator, noise: float = 0.02,
+                 p_drop: float = 0.1, augment: bool = True) -> None:  # fmt: skip
+        from sim.suite import TASKS
+
+        self.rng, self.noise, self.p_drop, self.augment = rng, noise, p_drop, augment
+        pools = [list(TASKS[t].training_phrasings) for t in data.tasks]
+        self.phrasings = [s for pool in pools for s in pool]
+        self.offsets = np.cumsum([0] + [len(p) for p in pools])
+        self.emb = torch.from_numpy(instruction_embeddings(self.phrasings))
+        self.episode_emb = torch.from_numpy(instruction_embeddings(data.instructions))
+        self.data = data
+
+    def __call__(self, idx: np.ndarray) -> torch.Tensor:
+        if not self.augment:
+            return self.episode_emb[torch.from_numpy(self.data.instr[idx])]
+        task = self.data.task[idx]
+        lo, hi = self.offsets[task], self.offsets[task + 1]
+        pick = lo + (self.rng.random(len(idx)) * (hi - lo)).astype(np.int64)
+        e = self.emb[torch.from_numpy(pick)]
+        if self.noise > 0:
+            e = F.normalize(e + self.noise * torch.randn_like(e), dim=-1)
+        if self.p_drop > 0:
+            keep = torch.from_numpy(self.rng.random(len(idx)) >= self.p_drop).float()
+            e = e * keep.unsqueeze(1)
+        return e
+
+    def cache_entries(self) -> tuple[list[str], np.ndarray]:
+        """Every phrasing with an embedding, for the shipped instruction cache."""
+        texts = list(self.data.instructions) + self.phrasings
+        emb = np.concatenate([self.episode_emb.numpy(), self.emb.numpy()])
+        seen: dict[str, np.ndarray] = {}
+        for t, e in zip(texts, emb, strict=True):
+            seen.setdefault(t, e)
+        return list(seen), np.stack(list(seen.values()))
 
 
 # --------------------------------------------------------------------------- tokenizer
@@ -204,14 +249,14 @@ def bc_loss(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> tor
     return (err * mask).sum() / mask.sum().clamp(min=1)
 
 
-def _policy_batch(policy_in: dict, idx: np.ndarray, ids: np.ndarray, budgets: np.ndarray, k: int,
-                  fsq, emb: torch.Tensor, data: DemoArrays) -> dict:  # fmt: skip
+def _policy_batch(idx: np.ndarray, ids: np.ndarray, budgets: np.ndarray, k: int, fsq,
+                  instr: InstructionPool, data: DemoArrays) -> dict:  # fmt: skip
     tid = torch.from_numpy(ids[idx, :k])
     return {
         "token_ids": tid,
         "token_values": fsq.values(fsq.codes_from_ids(tid)),
         "budget": torch.from_numpy(budgets),
-        "instruction": emb[torch.from_numpy(data.instr[idx])],
+        "instruction": instr(idx),
         "proprio": torch.from_numpy(data.proprio[idx]),
     }
 
@@ -219,7 +264,7 @@ def _policy_batch(policy_in: dict, idx: np.ndarray, ids: np.ndarray, budgets: np
 def train_policy(
     data: DemoArrays, tokenizer_dir: Path | None, out: Path, steps: int = 3000, batch: int = 256,
     lr: float = 1e-3, blind: bool = False, p_degraded: float = 0.25, seed: int = 0,
-    name: str = "vla-recon", degraded: np.ndarray | None = None,
+    name: str = "vla-recon", degraded: np.ndarray | None = None, augment_language: bool = True,
 ) -> VLAPolicy:  # fmt: skip
     """Behaviour cloning over frozen tokens, a random budget per sample (0 for the blind floor)."""
     from tqdm import tqdm
@@ -229,7 +274,7 @@ def train_policy(
     tok = load_tokenizer(tokenizer_dir) if tokenizer_dir else Tokenizer()
     fsq = tok.fsq
     k_max = tok.k_max
-    emb = torch.from_numpy(instruction_embeddings(data.instructions))
+    instr = InstructionPool(data, rng, augment=augment_language)
     policy = VLAPolicy(k_max=k_max, vocab=tok.vocab, fsq_dims=len(tok.levels), chunk=CHUNK)
     train_idx, _ = split_by_episode(data)
     if blind:
@@ -258,7 +303,7 @@ def train_policy(
         else:
             budgets, k = _budgets_for_batch(rng, batch, k_max)
             ids = variants[0]
-        inp = _policy_batch({}, idx, ids, budgets, k, fsq, emb, data)
+        inp = _policy_batch(idx, ids, budgets, k, fsq, instr, data)
         pred = policy(**inp)
         loss = bc_loss(
             pred, torch.from_numpy(data.chunks[idx]), torch.from_numpy(data.chunk_mask[idx])
@@ -271,7 +316,7 @@ def train_policy(
             bar.set_postfix(bc=f"{loss.item():.4f}", k=k)
             log(step=step, bc=loss.item(), cap=k, lr=opt.param_groups[0]["lr"])
     torch.save(policy.state_dict(), out / "model.pt")
-    export_policy(policy, tok, out, name, tokenizer_dir, blind, data.instructions, emb.numpy())
+    export_policy(policy, tok, out, name, tokenizer_dir, blind, *instr.cache_entries())
     return policy
 
 
@@ -325,7 +370,7 @@ def train_task(
     data: DemoArrays, tokenizer_dir: Path, policy_dir: Path, out_tok: Path, out_pol: Path,
     steps: int = 1500, batch: int = 128, lr: float = 5e-4, rate_weight: float = 0.002,
     recon_weight: float = 1.0, p_degraded: float = 0.25, degraded: np.ndarray | None = None,
-    seed: int = 0,
+    seed: int = 0, augment_language: bool = True,
 ) -> tuple[Tokenizer, VLAPolicy]:  # fmt: skip
     """L = D_task + λ_R·R + λ_D·D_pixels, the survey's unified objective made concrete.
 
@@ -341,7 +386,7 @@ def train_task(
     rng = np.random.default_rng(seed)
     tok = load_tokenizer(tokenizer_dir)
     policy = load_policy(policy_dir)
-    emb = torch.from_numpy(instruction_embeddings(data.instructions))
+    instr = InstructionPool(data, rng, augment=augment_language)
     params = (
         list(tok.encoder.parameters()) + list(tok.prior.parameters()) + list(policy.parameters())
     )
@@ -371,7 +416,7 @@ def train_task(
         b = torch.from_numpy(budgets)
         mask = tok.prefix_mask(b)
         ids = tok.fsq.ids(codes)
-        pred = policy(ids[:, :k], tok.fsq.values(q)[:, :k], b, emb[torch.from_numpy(data.instr[idx])],
+        pred = policy(ids[:, :k], tok.fsq.values(q)[:, :k], b, instr(idx),
                       torch.from_numpy(data.proprio[idx]))  # fmt: skip
         bc = bc_loss(
             pred, torch.from_numpy(data.chunks[idx]), torch.from_numpy(data.chunk_mask[idx])
@@ -398,9 +443,7 @@ def train_task(
     codes = encode_all(tok, data.frames[train_idx])
     export_tokenizer(tok, out_tok, out_tok.name, "task", codes)
     torch.save(policy.state_dict(), out_pol / "model.pt")
-    export_policy(
-        policy, tok, out_pol, out_pol.name, out_tok, False, data.instructions, emb.numpy()
-    )
+    export_policy(policy, tok, out_pol, out_pol.name, out_tok, False, *instr.cache_entries())
     return tok, policy
 
 
@@ -455,14 +498,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         if tdir is None and not a.blind:
             p.error("--tokenizer is required unless --blind")
         out = Path(a.out or ("runs/vla-blind" if a.blind else "runs/vla-recon"))
-        train_policy(d, tdir, out, steps=a.steps or (1500 if a.blind else 4000), blind=a.blind,
+        train_policy(d, tdir, out, steps=a.steps or (BLIND_STEPS if a.blind else POLICY_STEPS), blind=a.blind,
                      name=out.name, degraded=None if a.blind else _degraded(d, a), seed=a.seed)  # fmt: skip
     elif a.stage == "task":
         if not (a.tokenizer and a.policy):
             p.error("task needs --tokenizer (reconstruction-trained) and --policy (its policy)")
         d = _load(a)
         train_task(d, Path(a.tokenizer), Path(a.policy), Path(a.out_tokenizer), Path(a.out_policy),
-                   steps=a.steps or 3000, degraded=_degraded(d, a), seed=a.seed)  # fmt: skip
+                   steps=a.steps or TASK_STEPS, degraded=_degraded(d, a), seed=a.seed)  # fmt: skip
     else:
         run_all(a)
     print(f"done in {(time.time() - t0) / 60:.1f} min")
@@ -472,18 +515,21 @@ def main(argv: Sequence[str] | None = None) -> int:
 def run_all(a: argparse.Namespace) -> None:
     from sim.collect import main as collect
 
+    # 100 clean expert episodes per task (seeds 0-99) and 100 DART-perturbed ones (seeds
+    # 100-199, executed actions perturbed, labels clean); both resume if already on disk
     collect(["--episodes", "100", "--out", a.data])
+    collect(["--episodes", "100", "--seed-start", "100", "--noise", "0.3", "--out", a.data])
     runs = Path("runs")
-    # the tokenizer learns from the first 50 episodes per task, the policies from all 100
+    # the tokenizer learns from the first 50 clean episodes per task, the policies from all
     train_tokenizer(_load(a, max_episodes=50), runs / "tok-recon", steps=2500, seed=a.seed)
     d = _load(a)
     deg = _degraded(d, a)
-    train_policy(d, runs / "tok-recon", runs / "vla-recon", steps=4000, degraded=deg,
+    train_policy(d, runs / "tok-recon", runs / "vla-recon", steps=POLICY_STEPS, degraded=deg,
                  seed=a.seed, name="vla-recon")  # fmt: skip
     train_task(d, runs / "tok-recon", runs / "vla-recon", runs / "tok-task", runs / "vla-task",
-               steps=3000, degraded=deg, seed=a.seed)  # fmt: skip
-    train_policy(d, runs / "tok-recon", runs / "vla-blind", blind=True, steps=1500, seed=a.seed,
-                 name="vla-blind")  # fmt: skip
+               steps=TASK_STEPS, degraded=deg, seed=a.seed)  # fmt: skip
+    train_policy(d, runs / "tok-recon", runs / "vla-blind", blind=True, steps=BLIND_STEPS,
+                 seed=a.seed, name="vla-blind")  # fmt: skip
     ship(runs, Path(a.ship))
 
 

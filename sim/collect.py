@@ -4,6 +4,7 @@ Examples::
 
     embodied collect --episodes 50 --workers 2 --out data/demos   # whole suite, resumable
     embodied collect --tasks drawer-open,door-open --episodes 5
+    embodied collect --episodes 100 --seed-start 100 --noise 0.3   # DART-style perturbed demos
     embodied expert-eval --episodes 20                            # held-out seeds, no files
 
 Work is split into (task, seed) jobs over a process pool (spawn: GL contexts do
@@ -43,15 +44,47 @@ def _env(task: str, resolution: int, camera: str) -> Any:
     return _ENVS[key]
 
 
+class ActionNoise:
+    """Temporally correlated perturbation of the executed action (DART, Laskey et al. 2017).
+
+    Behaviour cloning drifts off the expert's state distribution and has no labels there.
+    With ``scale > 0`` the *executed* action is the expert's plus an AR(1) process on the
+    motion dimensions (stationary standard deviation ``scale``, correlation ``rho`` per step,
+    so the arm wanders for several steps), while the *recorded* label stays the expert's
+    clean action: the demonstrations then show how to recover from off-nominal states.
+    Deterministic given (task, seed)."""
+
+    def __init__(self, scale: float, task: str, seed: int, rho: float = 0.8, dims: int = 3):
+        if not (0.0 <= scale <= 1.0):
+            raise ValueError(f"action noise scale must be in [0, 1], got {scale}")
+        from sim.suite import _task_key
+
+        self.scale, self.rho, self.dims = float(scale), float(rho), dims
+        self.rng = np.random.default_rng([_task_key(task), int(seed), 0xDA27])
+        self.state = np.zeros(dims)
+
+    def __call__(self, action: np.ndarray) -> np.ndarray:
+        if self.scale == 0.0:
+            return action
+        innov = self.rng.normal(0.0, self.scale * np.sqrt(1 - self.rho**2), self.dims)
+        self.state = self.rho * self.state + innov
+        out = action.copy()
+        out[: self.dims] = np.clip(out[: self.dims] + self.state, -1.0, 1.0)
+        return out
+
+
 def rollout_expert(
-    task: str, seed: int, resolution: int = 64, camera: str = "corner", record: bool = True
-) -> dict[str, Any]:
-    """One expert episode. Returns arrays when ``record`` else just the outcome."""
+    task: str, seed: int, resolution: int = 64, camera: str = "corner", record: bool = True,
+    noise: float = 0.0,
+) -> dict[str, Any]:  # fmt: skip
+    """One expert episode. Returns arrays when ``record`` else just the outcome. With
+    ``noise``, executed actions are perturbed (:class:`ActionNoise`), labels stay clean."""
     from sim.experts import ScriptedExpert
 
     env = _env(task, resolution, camera)
     obs, info = env.reset(seed=seed)
     expert = ScriptedExpert(env)
+    perturb = ActionNoise(noise, task, seed)
     frames, proprio, actions = [], [], []
     success = False
     for _ in range(env.max_steps):
@@ -60,7 +93,7 @@ def rollout_expert(
             frames.append(obs["image"])
             proprio.append(obs["proprio"])
             actions.append(a)
-        obs, _, terminated, truncated, info = env.step(a)
+        obs, _, terminated, truncated, info = env.step(perturb(a))
         if terminated or truncated:
             success = bool(info["success"])
             break
@@ -71,17 +104,18 @@ def rollout_expert(
         "steps": env._steps,
         "instruction": env.instruction,
         "layout": env.layout.copy(),
+        "noise": float(noise),
     }
     if record:
         out.update(frames=np.stack(frames), proprio=np.stack(proprio), actions=np.stack(actions))
     return out
 
 
-def _collect_job(args: tuple[str, int, int, str, str]) -> dict[str, Any]:
-    task, seed, resolution, camera, out = args
+def _collect_job(args: tuple[str, int, int, str, str, float]) -> dict[str, Any]:
+    task, seed, resolution, camera, out, noise = args
     from sim.dataset import Episode, save_episode
 
-    r = rollout_expert(task, seed, resolution, camera, record=True)
+    r = rollout_expert(task, seed, resolution, camera, record=True, noise=noise)
     save_episode(
         Path(out),
         Episode(
@@ -93,6 +127,7 @@ def _collect_job(args: tuple[str, int, int, str, str]) -> dict[str, Any]:
             actions=r["actions"],
             success=r["success"],
             layout=r["layout"],
+            action_noise=noise,
         ),
     )
     return {"task": task, "seed": seed, "success": r["success"], "steps": r["steps"]}
@@ -182,12 +217,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument(
         "--split", choices=["train", "eval"], default="train", help="seed split to collect"
     )
+    p.add_argument(
+        "--noise", type=float, default=0.0,
+        help="DART-style perturbation of executed actions (std, 0..1); labels stay clean",
+    )  # fmt: skip
     a = p.parse_args(argv)
     try:
         tasks = resolve_tasks(a.tasks)
         resolution = check_resolution(a.resolution)
         if a.episodes < 1:
             raise ValueError(f"--episodes must be >= 1, got {a.episodes}")
+        if not 0.0 <= a.noise <= 1.0:
+            raise ValueError(f"--noise must be in [0, 1], got {a.noise}")
     except ValueError as e:
         p.error(str(e))
     from sim.dataset import episode_path, write_manifest
@@ -195,7 +236,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     out = Path(a.out)
     write_manifest(out, resolution, a.camera, max(t.max_steps for t in tasks))
     seeds = (train_seeds if a.split == "train" else eval_seeds)(a.episodes, a.seed_start)
-    jobs = [(t.name, s, resolution, a.camera, str(out)) for t in tasks for s in seeds]
+    jobs = [(t.name, s, resolution, a.camera, str(out), a.noise) for t in tasks for s in seeds]
     todo = [j for j in jobs if not episode_path(out, j[0], j[1]).exists()]
     print(f"collect: {len(jobs)} episodes, {len(jobs) - len(todo)} already on disk, "
           f"{len(todo)} to run on {a.workers} worker(s) -> {out}")  # fmt: skip

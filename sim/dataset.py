@@ -13,6 +13,8 @@ Layout (format ``embodied-demos``, version 1)::
         layout       float64 (3,)          object position drawn from the seed (for analysis only)
         instruction  str     ()            the phrasing used
         task         str     ()            suite task name
+        action_noise float64 ()            optional (default 0): std of the DART perturbation
+                                           added to the *executed* actions (labels are clean)
 
 No pickle: ``np.load(..., allow_pickle=False)`` reads every field. An episode
 file present on disk is complete, which is what makes collection resumable.
@@ -47,6 +49,7 @@ class Episode:
     actions: np.ndarray
     success: bool
     layout: np.ndarray
+    action_noise: float = 0.0
 
     def __len__(self) -> int:
         return len(self.actions)
@@ -113,6 +116,7 @@ def save_episode(root: Path, ep: Episode) -> Path:
             layout=np.asarray(ep.layout, np.float64),
             instruction=np.array(ep.instruction),
             task=np.array(ep.task),
+            action_noise=np.array(float(ep.action_noise)),
         )
         os.replace(tmp, path)
     finally:
@@ -132,6 +136,7 @@ def load_episode(path: Path) -> Episode:
             actions=z["actions"],
             success=bool(z["success"]),
             layout=z["layout"],
+            action_noise=float(z["action_noise"]) if "action_noise" in z.files else 0.0,
         )
 
 

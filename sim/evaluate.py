@@ -147,8 +147,15 @@ def run_episode(
     control_hz: float = 30.0,
     compute_ms: float = 2.0,
     max_steps: int | None = None,
+    link_warmup_s: float = 2.0,
 ) -> EpisodeResult:
-    """One closed-loop episode; deterministic given (point, task, seed)."""
+    """One closed-loop episode; deterministic given (point, task, seed).
+
+    On a trace, the camera streams for ``link_warmup_s`` before the episode starts (the
+    first frame, encoded at the controller's budgets; the policy does not act on these), as
+    on a robot whose camera is up before a task is given: controllers start the episode
+    with what they learned of the link, not from nothing, and the link's queue carries
+    over."""
     from embodied.control.base import ControllerSettings
     from embodied.control.registry import make_controller
     from embodied.loop import LinkSession
@@ -189,6 +196,15 @@ def run_episode(
     t0 = float(np.random.default_rng([seed, 0x7ACE]).uniform(0, trace.period_s)) if trace else 0.0
 
     dt = 1.0 / control_hz
+    fid = 0  # frame ids on the link (warm-up frames first)
+    if trace is not None and link_warmup_s > 0:
+        for _ in range(round(link_warmup_s * control_hz)):
+            choice = session.next_budget(t0, fixed=_fixed_budget(point))
+            if choice != 0 or point.controller is None:
+                e = _encode(point, enc, budgets, obs["image"], int(choice), fid, t0)
+                session.send(fid, t0, int(choice), len(e.packet), compute_ms / 1e3)
+            fid += 1
+            t0 += dt
     deadline = point.deadline_ms / 1e3
     inflight: list[
         tuple[float, int, Any, np.ndarray, int]
@@ -209,10 +225,8 @@ def run_episode(
             if point.trace is not None:
                 raise ValueError("clean/blind points run on the ideal link only")
         else:
-            fixed = point.budget if point.controller is None else None
-            if point.codec != "tokens" and point.target_bytes is not None and fixed is None:
-                fixed = 0  # sentinel: encode by target size
-            choice = session.next_budget(now, fixed=fixed if fixed is not None else None)
+            choice = session.next_budget(now, fixed=_fixed_budget(point))
+            fid += 1
             if choice == 0 and point.controller is not None:  # the controller skips this frame
                 kk.append(0)
                 action = chunker.next_action()
@@ -221,18 +235,10 @@ def run_episode(
                     success = bool(info["success"])
                     break
                 continue
-            if point.codec == "tokens":
-                e = enc.encode(frame, budget=int(choice), frame_id=step % 256,
-                               stamp_ms=int(now * 1000) % 65536)  # fmt: skip
-            elif point.target_bytes is not None and point.controller is None:
-                e = enc.encode(frame, target_bytes=point.target_bytes, frame_id=step % 256,
-                               stamp_ms=int(now * 1000) % 65536)  # fmt: skip
-            else:
-                e = enc.encode(frame, budget=budgets[int(choice) - 1], frame_id=step % 256,
-                               stamp_ms=int(now * 1000) % 65536)  # fmt: skip
+            e = _encode(point, enc, budgets, frame, int(choice), step, now)
             k = int(choice)
             payload, size, hdr = e.packet, len(e.packet), e.header_bytes
-            d = session.send(step, now, k, size, compute_ms / 1e3)
+            d = session.send(fid - 1, now, k, size, compute_ms / 1e3)
             arrival = d.arrival_time
             wbits.append(d.wire_bytes * 8)
         bits.append(size * 8)
@@ -271,6 +277,26 @@ def run_episode(
         deadline_misses=misses, held_steps=chunker.held_steps, budget_mean=float(np.mean(kk)),
         decode_errors=decode_errors,
     )  # fmt: skip
+
+
+def _fixed_budget(point: Point) -> int | None:
+    """The budget a point without a controller sends at (0: a pixel codec by target size)."""
+    if point.controller is not None:
+        return None
+    if point.codec != "tokens" and point.target_bytes is not None:
+        return 0  # sentinel: encode by target size
+    return point.budget
+
+
+def _encode(point: Point, enc: Any, budgets: list, frame: np.ndarray, choice: int, frame_id: int,
+            now: float) -> Any:  # fmt: skip
+    """Sender side: one frame → packet at the chosen budget (or target size)."""
+    kw = {"frame_id": frame_id % 256, "stamp_ms": int(now * 1000) % 65536}
+    if point.codec == "tokens":
+        return enc.encode(frame, budget=choice, **kw)
+    if point.target_bytes is not None and point.controller is None:
+        return enc.encode(frame, target_bytes=point.target_bytes, **kw)
+    return enc.encode(frame, budget=budgets[choice - 1], **kw)
 
 
 def _receive(point: Point, payload: Any, k: int, vision: Any, dec: Any, k_max: int):

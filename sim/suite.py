@@ -44,6 +44,7 @@ class TaskSpec:
     default_low: tuple[float, ...] = field(default=())  # Meta-World's own range, for the record
     default_high: tuple[float, ...] = field(default=())
     max_steps: int = DEFAULT_MAX_STEPS
+    paraphrases: tuple[str, ...] = field(default=())  # training-only language augmentation
 
     def __post_init__(self) -> None:
         if len(self.obj_low) != len(self.obj_high):
@@ -52,14 +53,29 @@ class TaskSpec:
             raise ValueError(f"{self.name}: obj_low must be <= obj_high elementwise")
         if len(self.train_instructions) < 2 or len(self.heldout_instructions) < 1:
             raise ValueError(f"{self.name}: need >= 2 training and >= 1 held-out phrasing")
+        leaked = {_norm(p) for p in self.paraphrases} & {
+            _norm(h) for h in self.heldout_instructions
+        }
+        if leaked:
+            raise ValueError(f"{self.name}: held-out phrasings in the paraphrase pool: {leaked}")
 
     @property
     def instructions(self) -> tuple[str, ...]:
         return self.train_instructions + self.heldout_instructions
 
     @property
+    def training_phrasings(self) -> tuple[str, ...]:
+        """What a policy may be trained on: the episode phrasings plus the paraphrase pool
+        (never the held-out phrasings)."""
+        return self.train_instructions + self.paraphrases
+
+    @property
     def gym_id(self) -> str:
         return f"embodied/{self.name}-v0"
+
+
+def _norm(text: str) -> str:
+    return " ".join(text.lower().split())
 
 
 def _t(*xs: float) -> tuple[float, ...]:
@@ -81,6 +97,16 @@ _add(TaskSpec(
     ("press the button from above", "push the button down from the top"),
     ("press down on the top of the button",),
     _t(-0.1, 0.8, 0.115), _t(0.1, 0.9, 0.115),
+    paraphrases=(
+        "press the button down",
+        "push the top button",
+        "hit the button from above",
+        "press the button with a downward push",
+        "tap the button vertically",
+        "depress the button from above",
+        "press the upward-facing button",
+        "push the button down vertically",
+    ),
 ))  # fmt: skip
 _add(TaskSpec(
     "button-press", "button-press-v3",
@@ -88,6 +114,16 @@ _add(TaskSpec(
     ("press the button from the front", "push the button in horizontally"),
     ("poke the button straight ahead",),
     _t(-0.1, 0.85, 0.115), _t(0.1, 0.9, 0.115),
+    paraphrases=(
+        "push the button forward",
+        "press the button sideways",
+        "press the front button",
+        "hit the button from the side",
+        "push the button in from the front",
+        "press the wall button horizontally",
+        "jab the button forward",
+        "press the button on the wall",
+    ),
 ))  # fmt: skip
 _add(TaskSpec(
     "drawer-open", "drawer-open-v3",
@@ -95,6 +131,16 @@ _add(TaskSpec(
     ("open the drawer", "pull the drawer out"),
     ("slide the drawer open toward you",),
     _t(-0.1, 0.9, 0.0), _t(0.1, 0.9, 0.0),
+    paraphrases=(
+        "pull the drawer open",
+        "open the drawer up",
+        "draw the drawer out",
+        "pull out the drawer",
+        "open up the drawer",
+        "drag the drawer outward",
+        "pull the drawer handle",
+        "get the drawer open",
+    ),
 ))  # fmt: skip
 _add(TaskSpec(
     "drawer-close", "drawer-close-v3",
@@ -102,6 +148,16 @@ _add(TaskSpec(
     ("close the drawer", "push the drawer shut"),
     ("slide the open drawer back in",),
     _t(-0.1, 0.9, 0.0), _t(0.1, 0.9, 0.0),
+    paraphrases=(
+        "shut the drawer",
+        "close the drawer up",
+        "push the drawer in",
+        "push the drawer closed",
+        "slide the drawer shut",
+        "close the open drawer",
+        "push in the drawer",
+        "get the drawer closed",
+    ),
 ))  # fmt: skip
 _add(TaskSpec(
     "window-open", "window-open-v3",
@@ -109,6 +165,16 @@ _add(TaskSpec(
     ("open the window", "slide the window open"),
     ("push the window pane to the side to open it",),
     _t(-0.1, 0.7, 0.16), _t(0.1, 0.9, 0.16),
+    paraphrases=(
+        "open the window up",
+        "slide the window pane open",
+        "push the window open",
+        "move the window to open it",
+        "open the sliding window",
+        "slide the window sideways to open",
+        "get the window open",
+        "pull the window open",
+    ),
 ))  # fmt: skip
 _add(TaskSpec(
     "window-close", "window-close-v3",
@@ -116,6 +182,16 @@ _add(TaskSpec(
     ("close the window", "slide the window shut"),
     ("push the window pane back to close it",),
     _t(0.0, 0.75, 0.2), _t(0.0, 0.9, 0.2),
+    paraphrases=(
+        "shut the window",
+        "close the window up",
+        "push the window shut",
+        "slide the window closed",
+        "close the sliding window",
+        "move the window to close it",
+        "get the window closed",
+        "slide the pane shut",
+    ),
 ))  # fmt: skip
 _add(TaskSpec(
     "door-open", "door-open-v3",
@@ -123,6 +199,16 @@ _add(TaskSpec(
     ("open the door", "swing the door open"),
     ("pull the door open by its handle",),
     _t(0.0, 0.85, 0.15), _t(0.1, 0.95, 0.15),
+    paraphrases=(
+        "open the door up",
+        "pull the door open",
+        "swing open the door",
+        "open the cabinet door",
+        "pull the door toward you",
+        "get the door open",
+        "swing the door outward",
+        "open the hinged door",
+    ),
 ))  # fmt: skip
 _add(TaskSpec(
     "faucet-open", "faucet-open-v3",
@@ -130,6 +216,16 @@ _add(TaskSpec(
     ("turn the faucet on", "rotate the faucet handle to open it"),
     ("open the tap",),
     _t(-0.05, 0.8, 0.0), _t(0.05, 0.85, 0.0),
+    paraphrases=(
+        "turn on the faucet",
+        "open the faucet",
+        "turn the faucet handle on",
+        "rotate the faucet on",
+        "turn the water on",
+        "switch the faucet on",
+        "twist the faucet open",
+        "start the faucet",
+    ),
 ))  # fmt: skip
 _add(TaskSpec(
     "faucet-close", "faucet-close-v3",
@@ -137,6 +233,16 @@ _add(TaskSpec(
     ("turn the faucet off", "rotate the faucet handle to close it"),
     ("shut the tap",),
     _t(-0.1, 0.8, 0.0), _t(0.1, 0.85, 0.0),
+    paraphrases=(
+        "turn off the faucet",
+        "close the faucet",
+        "turn the faucet handle off",
+        "rotate the faucet off",
+        "turn the water off",
+        "switch the faucet off",
+        "twist the faucet closed",
+        "stop the faucet",
+    ),
 ))  # fmt: skip
 _add(TaskSpec(
     "handle-press", "handle-press-v3",
@@ -144,6 +250,16 @@ _add(TaskSpec(
     ("press the handle down", "push the lever handle down"),
     ("push down on the handle",),
     _t(-0.1, 0.8, -0.001), _t(0.1, 0.9, 0.001),
+    paraphrases=(
+        "press down the handle",
+        "push the handle down",
+        "press the lever down",
+        "lower the lever",
+        "lower the handle",
+        "press the handle",
+        "push the lever all the way down",
+        "pull the handle downward",
+    ),
 ))  # fmt: skip
 _add(TaskSpec(
     "coffee-button", "coffee-button-v3",
@@ -151,6 +267,16 @@ _add(TaskSpec(
     ("press the button on the coffee machine", "push the coffee machine's button"),
     ("start the coffee machine",),
     _t(-0.1, 0.8, -0.001), _t(0.1, 0.9, 0.001),
+    paraphrases=(
+        "press the coffee machine button",
+        "push the button on the coffee maker",
+        "hit the coffee button",
+        "press the coffee maker's button",
+        "push the espresso machine button",
+        "press the button to make coffee",
+        "push the coffee button",
+        "press the coffee maker button",
+    ),
 ))  # fmt: skip
 
 

@@ -372,6 +372,9 @@ def _parser() -> argparse.ArgumentParser:
                         "`embodied link-sim`; 28: UDP/IPv4)")  # fmt: skip
     p.add_argument("--max-budget", type=int, default=None,
                    help="trace mode: the controllers' budget cap (a live setting)")  # fmt: skip
+    p.add_argument("--link-warmup", type=float, default=2.0,
+                   help="trace mode: seconds the camera streams before each episode starts "
+                        "(controllers begin warm, as on a running robot; 0: cold)")  # fmt: skip
     p.add_argument("--instructions", choices=["train", "heldout"], default="train")
     p.add_argument("--control-hz", type=float, default=30.0)
     p.add_argument("--models", default=str(MODELS_DIR))
@@ -390,6 +393,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if a.episodes < 1:
             raise ValueError(f"--episodes must be >= 1, got {a.episodes}")
+        if not 0 <= a.link_warmup <= 60:
+            raise ValueError(f"--link-warmup must be in [0, 60] s, got {a.link_warmup}")
         tasks = resolve_tasks(a.tasks)
         points = build_points(a)
         if not points:
@@ -409,7 +414,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 episodes.append(e)
                 done.add((e["point"], e["task"], e["seed"]))
     kw = {"models_dir": a.models, "instruction_split": a.instructions, "control_hz": a.control_hz,
-          "max_steps": a.max_steps}  # fmt: skip
+          "max_steps": a.max_steps, "link_warmup_s": a.link_warmup}  # fmt: skip
     seeds = eval_seeds(a.episodes, a.seed_start)
     jobs = [(asdict(pt), t.name, s, kw) for pt in points for t in tasks for s in seeds
             if (pt.key(), t.name, s) not in done]  # fmt: skip
@@ -429,7 +434,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     summary = summarize(episodes, points, a.control_hz)
     summary["meta"] = {"tasks": [t.name for t in tasks], "episodes_per_task": a.episodes,
                        "instructions": a.instructions, "models": a.models,
-                       "seconds": elapsed, "episodes_run": len(jobs)}  # fmt: skip
+                       "link_warmup_s": a.link_warmup, "seconds": elapsed,
+                       "episodes_run": len(jobs)}  # fmt: skip
     (out / "summary.json").write_text(json.dumps(summary, indent=2, default=float) + "\n")
     with (out / "summary.csv").open("w", newline="") as f:
         keys = [k for k in summary["points"][0] if k != "per_task"]

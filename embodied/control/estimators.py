@@ -13,7 +13,12 @@ class OnlineLinear:
     k = 64, so the slope stays sensible while a controller sits at one budget.
     ``predict(k, z)`` adds ``z`` standard deviations of the *relative* residual
     (content makes sizes vary in proportion to the size), for a conservative
-    (upper) prediction.
+    (upper) prediction. The residual spread starts from ``prior_residual`` (worth
+    ``prior_residual_weight`` samples) and each sample's relative residual is clipped
+    to ±``max_residual``: otherwise the very first packet, judged against the prior
+    alone, would read as a 100% error and inflate the upper prediction for hundreds of
+    frames (a controller that then believes its smallest packet is 4× too big skips
+    frames it could have sent).
     """
 
     def __init__(
@@ -22,22 +27,30 @@ class OnlineLinear:
         prior_slope: float,
         prior_weight: float = 0.2,
         forget: float = 0.995,
+        prior_residual: float = 0.1,
+        prior_residual_weight: float = 4.0,
+        max_residual: float = 0.5,
     ) -> None:
         self.forget = forget
         self._n = self._sk = self._skk = self._sy = self._sky = 0.0
         self._prior = []
         for k in (1.0, 64.0):
             self._prior.append((k, prior_intercept + prior_slope * k, prior_weight))
-        self._res_n = 0.0
-        self._res_ss = 0.0
+        self._res_n = prior_residual_weight
+        self._res_ss = prior_residual_weight * prior_residual**2
+        self.max_residual = max_residual
+        self._seen = 0
         self.a, self.b = prior_intercept, prior_slope
 
     def update(self, k: float, y: float) -> None:
         pred = self.a + self.b * k
         resid = (y - pred) / max(abs(pred), 1e-12)
+        resid = max(-self.max_residual, min(self.max_residual, resid))
         f = self.forget
-        self._res_n = f * self._res_n + 1.0
-        self._res_ss = f * self._res_ss + resid * resid
+        if self._seen:  # the first sample is judged against the prior only: no evidence
+            self._res_n = f * self._res_n + 1.0
+            self._res_ss = f * self._res_ss + resid * resid
+        self._seen += 1
         self._n = f * self._n + 1.0
         self._sk = f * self._sk + k
         self._skk = f * self._skk + k * k

@@ -91,3 +91,42 @@ def test_cli_unknown_task_refused(capsys):
 def test_tasks_cli(capsys):
     assert cli(["tasks"]) == 0
     assert "drawer-open" in capsys.readouterr().out
+
+
+def test_action_noise_perturbs_execution_not_labels(tmp_path):
+    from sim.collect import ActionNoise
+
+    clean = rollout_expert("button-press-topdown", 3, record=True)
+    noisy = rollout_expert("button-press-topdown", 3, record=True, noise=0.3)
+    again = rollout_expert("button-press-topdown", 3, record=True, noise=0.3)
+    assert noisy["success"] and noisy["noise"] == 0.3
+    # same seed, same noise: identical episode; the perturbation changes the trajectory
+    np.testing.assert_array_equal(noisy["proprio"], again["proprio"])
+    n = min(len(clean["proprio"]), len(noisy["proprio"]))
+    assert np.abs(clean["proprio"][:n] - noisy["proprio"][:n]).max() > 0.01
+    # labels are the expert's clean actions: within [-1, 1] and not the executed noisy ones
+    assert np.abs(noisy["actions"]).max() <= 1.0
+    n = ActionNoise(0.3, "drawer-open", 1)
+    a = np.zeros(4, np.float32)
+    xs = np.stack([n(a) for _ in range(2000)])
+    assert 0.2 < xs[:, :3].std() < 0.4 and np.all(xs[:, 3] == 0)  # gripper untouched
+    assert np.corrcoef(xs[1:, 0], xs[:-1, 0])[0, 1] > 0.6  # temporally correlated
+    with pytest.raises(ValueError, match="noise scale"):
+        ActionNoise(1.5, "drawer-open", 1)
+    # the noise level is stored with the episode (format v1, optional field)
+    write_manifest(tmp_path, 64, "corner", 150)
+    ep = Episode("button-press-topdown", 3, noisy["instruction"], noisy["frames"],
+                 noisy["proprio"], noisy["actions"], True, noisy["layout"], action_noise=0.3)  # fmt: skip
+    assert load_episode(save_episode(tmp_path, ep)).action_noise == 0.3
+
+
+def test_paraphrase_pools_never_contain_heldout_phrasings():
+    from sim.suite import TaskSpec, _norm
+
+    for spec in TASKS.values():
+        assert len(spec.training_phrasings) >= 8
+        held = {_norm(h) for h in spec.heldout_instructions}
+        assert not held & {_norm(p) for p in spec.training_phrasings}
+    with pytest.raises(ValueError, match="held-out phrasings in the paraphrase pool"):
+        TaskSpec("x", "x-v3", (0.0,), (1.0,), ("a b", "c d"), ("Open  the tap",),
+                 paraphrases=("open the tap",))  # fmt: skip
