@@ -284,6 +284,22 @@ def test_online_linear_learns_a_line():
     assert m.predict(64) == pytest.approx(64.6, abs=0.5)
 
 
+def test_online_linear_cold_start_does_not_inflate_the_upper_prediction():
+    # The first packet (k = 15, 40 B) is far from the prior line (8 + k): judged against the
+    # prior alone it would read as a 74% error. Then a steady stream of k = 1 packets of 18 B.
+    m = OnlineLinear(prior_intercept=8.0, prior_slope=1.0)
+    m.update(15, 40.0)
+    for _ in range(5):
+        m.update(1, 18.0)
+    assert m.residual_std < 0.3
+    assert m.predict(1, 1.5) < 1.6 * 18.0  # an upper prediction, not a 4x over-estimate
+    # a genuinely noisy source still widens it (clipped per sample at +-50%)
+    n = OnlineLinear(prior_intercept=8.0, prior_slope=1.0)
+    for i in range(200):
+        n.update(4, 12.0 * (1.6 if i % 2 else 0.6))
+    assert 0.3 < n.residual_std <= 0.5
+
+
 # -- simulator accounting ------------------------------------------------------------------
 def test_simulator_accounting_by_hand():
     from embodied.link import LinkConfig

@@ -129,3 +129,17 @@ def test_trace_episodes_are_deterministic():
     a = run_episode(p, "button-press", SEED, max_steps=40)
     b = run_episode(p, "button-press", SEED, max_steps=40)
     assert a == b  # simulated time only: no wall clock leaks into the link
+
+
+def test_deadline_controller_starts_warm_and_sends_most_frames():
+    # Regression: a cold controller whose size model read its first packet as a 100% error
+    # predicted its smallest packet 4x too big and skipped ~40% of the frames of a cellular
+    # episode. With the camera streaming before the episode (link_warmup_s) and a bounded
+    # residual it sends most of them while holding the deadline.
+    p = Point("tokens", trace="cellular", controller="deadline")
+    rs = [run_episode(p, "button-press", SEED + i, max_steps=90) for i in range(3)]
+    sent, steps = sum(r.frames_sent for r in rs), sum(r.steps for r in rs)
+    assert sent >= 0.85 * steps, (sent, steps)
+    assert sum(r.deadline_misses for r in rs) <= 0.05 * sent
+    cold = run_episode(p, "button-press", SEED, max_steps=90, link_warmup_s=0.0)
+    assert rs[0] != cold  # the warm-up changed what the controller knew at the first frame
