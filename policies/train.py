@@ -237,9 +237,14 @@ def train_tokenizer(
 
 
 # --------------------------------------------------------------------------- policy
-def _budgets_for_batch(rng: np.random.Generator, batch: int, k_max: int) -> tuple[np.ndarray, int]:
+def _budgets_for_batch(rng: np.random.Generator, batch: int, k_max: int,
+                       p_full: float = 0.15) -> tuple[np.ndarray, int]:  # fmt: skip
     """A per-batch cap C (log-uniform in 1..k_max) and per-sample budgets uniform in 1..C: every
-    sample draws its own budget, and the batch runs only the longest prefix in use."""
+    sample draws its own budget, and the batch runs only the longest prefix in use. With
+    probability ``p_full`` the whole batch is at the full budget: log-uniform caps alone almost
+    never draw k = K_max on clean frames, and the full budget is the uncompressed reference."""
+    if rng.random() < p_full:
+        return np.full(batch, k_max), k_max
     cap = int(np.clip(np.floor(np.exp(rng.uniform(0, math.log(k_max + 1)))), 1, k_max))
     return rng.integers(1, cap + 1, batch), cap
 
@@ -484,6 +489,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--max-episodes", type=int, default=None, help="use seeds below this per task")
     p.add_argument("--ship", default="embodied/models", help="`all`: copy exported models here")
+    p.add_argument("--resume", action="store_true",
+                   help="`all`: skip stages whose exported models are already in runs/")  # fmt: skip
     a = p.parse_args(argv)
     if a.steps is not None and a.steps < 1:
         p.error(f"--steps must be >= 1, got {a.steps}")
@@ -520,16 +527,29 @@ def run_all(a: argparse.Namespace) -> None:
     collect(["--episodes", "100", "--out", a.data])
     collect(["--episodes", "100", "--seed-start", "100", "--noise", "0.3", "--out", a.data])
     runs = Path("runs")
+
+    def todo(*names: str) -> bool:
+        """With --resume, a stage whose exported files are all there is not run again."""
+        done = all((runs / n / "model.pt").exists() and any((runs / n).glob("*.onnx"))
+                   for n in names)  # fmt: skip
+        if a.resume and done:
+            print(f"  --resume: {', '.join(names)} already trained, skipped")
+        return not (a.resume and done)
+
     # the tokenizer learns from the first 50 clean episodes per task, the policies from all
-    train_tokenizer(_load(a, max_episodes=50), runs / "tok-recon", steps=2500, seed=a.seed)
+    if todo("tok-recon"):
+        train_tokenizer(_load(a, max_episodes=50), runs / "tok-recon", steps=2500, seed=a.seed)
     d = _load(a)
     deg = _degraded(d, a)
-    train_policy(d, runs / "tok-recon", runs / "vla-recon", steps=POLICY_STEPS, degraded=deg,
-                 seed=a.seed, name="vla-recon")  # fmt: skip
-    train_task(d, runs / "tok-recon", runs / "vla-recon", runs / "tok-task", runs / "vla-task",
-               steps=TASK_STEPS, degraded=deg, seed=a.seed)  # fmt: skip
-    train_policy(d, runs / "tok-recon", runs / "vla-blind", blind=True, steps=BLIND_STEPS,
-                 seed=a.seed, name="vla-blind")  # fmt: skip
+    if todo("vla-recon"):
+        train_policy(d, runs / "tok-recon", runs / "vla-recon", steps=POLICY_STEPS, degraded=deg,
+                     seed=a.seed, name="vla-recon")  # fmt: skip
+    if todo("tok-task", "vla-task"):
+        train_task(d, runs / "tok-recon", runs / "vla-recon", runs / "tok-task", runs / "vla-task",
+                   steps=TASK_STEPS, degraded=deg, seed=a.seed)  # fmt: skip
+    if todo("vla-blind"):
+        train_policy(d, runs / "tok-recon", runs / "vla-blind", blind=True, steps=BLIND_STEPS,
+                     seed=a.seed, name="vla-blind")  # fmt: skip
     ship(runs, Path(a.ship))
 
 
