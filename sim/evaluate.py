@@ -271,8 +271,9 @@ def run_episode(
     lat_arr = np.array(lat) if lat else np.array([math.nan])
     return EpisodeResult(
         point=point.key(), task=task, seed=seed, success=success, steps=step + 1,
-        frames_sent=len(bits), bits_mean=float(np.mean(bits)), header_bits_mean=float(np.mean(hbits)),
-        wire_bits_mean=float(np.mean(wbits)) if wbits else float(np.mean(bits)),
+        frames_sent=len(bits), bits_mean=float(np.mean(bits)) if bits else math.nan,
+        header_bits_mean=float(np.mean(hbits)) if hbits else math.nan,
+        wire_bits_mean=float(np.mean(wbits or bits)) if (wbits or bits) else math.nan,
         latency_mean_ms=float(np.nanmean(lat_arr)), latency_p95_ms=float(np.nanpercentile(lat_arr, 95)),
         deadline_misses=misses, held_steps=chunker.held_steps, budget_mean=float(np.mean(kk)),
         decode_errors=decode_errors,

@@ -167,14 +167,17 @@ def summarize(episodes: list[dict], points: list[Point], control_hz: float) -> d
         per_task: dict[str, list[bool]] = defaultdict(list)
         for e in eps:
             per_task[e["task"]].append(e["success"])
-        bits = float(np.mean([e["bits_mean"] for e in eps]))
+        # per-episode means over the frames sent; an episode that sent nothing (a controller
+        # that skipped every frame) has no bits per frame and is left out of the mean
+        sent = [e for e in eps if e["frames_sent"] > 0] or eps
+        bits = float(np.mean([e["bits_mean"] for e in sent]))
         rows.append({
             "point": p.key(), "codec": p.codec, "tokenizer": p.tokenizer, "policy": p.policy_name,
             "budget": p.budget, "target_bytes": p.target_bytes, "trace": p.trace,
             "controller": p.controller, "episodes": len(eps), "success": rate.value,
             "ci95_low": lo, "ci95_high": hi, "bits_per_frame": bits,
-            "header_bits_per_frame": float(np.mean([e["header_bits_mean"] for e in eps])),
-            "wire_bits_per_frame": float(np.mean([e["wire_bits_mean"] for e in eps])),
+            "header_bits_per_frame": float(np.mean([e["header_bits_mean"] for e in sent])),
+            "wire_bits_per_frame": float(np.mean([e["wire_bits_mean"] for e in sent])),
             "kbps": bits * control_hz / 1000,
             "latency_mean_ms": float(np.nanmean([e["latency_mean_ms"] for e in eps])),
             "latency_p95_ms": float(np.nanmean([e["latency_p95_ms"] for e in eps])),
