@@ -336,7 +336,12 @@ class ConstrictionCoder:
 
 
 def _probability_matrix(tables: CategoricalTables) -> np.ndarray:
-    return tables.padded_probabilities
+    probs = tables.padded_probabilities
+    if probs.shape[-1] < 2:
+        # constriction's Categorical refuses a one-category distribution ("not normalizable");
+        # a zero-probability second category leaves the code unchanged (it is never coded)
+        probs = np.concatenate([probs, np.zeros((*probs.shape[:-1], 1))], axis=-1)
+    return probs
 
 
 CoderName = Literal["arithmetic", "constriction"]
