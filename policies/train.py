@@ -95,8 +95,10 @@ class InstructionPool:
         pools = [list(TASKS[t].training_phrasings) for t in data.tasks]
         self.phrasings = [s for pool in pools for s in pool]
         self.offsets = np.cumsum([0] + [len(p) for p in pools])
-        self.emb = torch.from_numpy(instruction_embeddings(self.phrasings))
-        self.episode_emb = torch.from_numpy(instruction_embeddings(data.instructions))
+        # one encoder load for both lists
+        both = instruction_embeddings(self.phrasings + list(data.instructions))
+        self.emb = torch.from_numpy(both[: len(self.phrasings)])
+        self.episode_emb = torch.from_numpy(both[len(self.phrasings) :])
         self.data = data
 
     def __call__(self, idx: np.ndarray) -> torch.Tensor:

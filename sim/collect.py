@@ -57,10 +57,10 @@ class ActionNoise:
     def __init__(self, scale: float, task: str, seed: int, rho: float = 0.8, dims: int = 3):
         if not (0.0 <= scale <= 1.0):
             raise ValueError(f"action noise scale must be in [0, 1], got {scale}")
-        from sim.suite import _task_key
+        from sim.suite import task_key
 
         self.scale, self.rho, self.dims = float(scale), float(rho), dims
-        self.rng = np.random.default_rng([_task_key(task), int(seed), 0xDA27])
+        self.rng = np.random.default_rng([task_key(task), int(seed), 0xDA27])
         self.state = np.zeros(dims)
 
     def __call__(self, action: np.ndarray) -> np.ndarray:

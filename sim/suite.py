@@ -305,7 +305,9 @@ def resolve_tasks(names: Sequence[str] | str | None) -> list[TaskSpec]:
     return [get_task(n) for n in names]
 
 
-def _task_key(name: str) -> int:
+def task_key(name: str) -> int:
+    """A stable integer per task name, mixed into every seed-derived random stream (layouts,
+    phrasings, collection noise) so that tasks never share a stream."""
     return int.from_bytes(hashlib.sha256(name.encode()).digest()[:4], "little")
 
 
@@ -314,7 +316,7 @@ def layout_for(task: TaskSpec | str, seed: int) -> np.ndarray:
     spec = get_task(task) if isinstance(task, str) else task
     if not isinstance(seed, int | np.integer) or seed < 0:
         raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
-    rng = np.random.default_rng([_task_key(spec.name), int(seed)])
+    rng = np.random.default_rng([task_key(spec.name), int(seed)])
     return rng.uniform(np.array(spec.obj_low), np.array(spec.obj_high))
 
 
@@ -323,7 +325,7 @@ def instruction_for(task: TaskSpec, seed: int, split: str = "train") -> str:
     pool = {"train": task.train_instructions, "heldout": task.heldout_instructions}
     if split not in pool:
         raise ValueError(f"instruction split must be one of {sorted(pool)}, got {split!r}")
-    rng = np.random.default_rng([_task_key(task.name), int(seed), 7])
+    rng = np.random.default_rng([task_key(task.name), int(seed), 7])
     options = pool[split]
     return options[int(rng.integers(len(options)))]
 
