@@ -1,4 +1,4 @@
-"""``embodied train {tokenizer,policy,task,all}``: training on this 2-core CPU.
+"""``embodied train {tokenizer,policy,task,language,all}``: training on this 2-core CPU.
 
 Examples::
 
@@ -7,7 +7,12 @@ Examples::
     embodied train policy    --data data/demos --tokenizer runs/tok-recon --out runs/vla-blind --blind
     embodied train task      --data data/demos --tokenizer runs/tok-recon --policy runs/vla-recon \\
                              --out-tokenizer runs/tok-task --out-policy runs/vla-task
-    embodied train all       # collect → tokenizer → policy → task-oriented → blind → export
+    embodied train language  --data data/demos --tokenizer runs/tok-task --policy runs/vla-task
+    embodied train all       # collect → tokenizer → policy → task-oriented → language → blind → export
+
+``language`` fine-tunes a policy (1,500 steps, on its frozen tokenizer's tokens) after its
+instruction pathway is replaced by a task belief (``policies.vla``); ``all`` runs the first
+policy stages with the MLP grounding and then this stage, the order the shipped models came from.
 
 Every stage logs losses to ``<out>/log.jsonl``, shows a progress bar, writes a checkpoint
 (``model.pt``, a torch state dict: training only, never on the wire) and exports ONNX files
@@ -42,7 +47,9 @@ from policies.tokenizer import (
 from policies.vla import PolicyExport, VLAPolicy
 
 CHUNK = 4
-POLICY_STEPS, TASK_STEPS, BLIND_STEPS = 6000, 3000, 1500
+POLICY_STEPS, TASK_STEPS, BLIND_STEPS, LANGUAGE_STEPS = 6000, 3000, 1500, 1500
+LANGUAGE_LR = 3e-4
+GROUNDINGS = ("belief", "mlp")
 
 
 def _threads(n: int | None) -> None:
@@ -85,13 +92,21 @@ class InstructionPool:
     held-out phrasing), a little Gaussian noise on the embedding (then re-normalised), and
     with probability ``p_drop`` no instruction at all (a zero vector), so that where the
     scene shows the task (an open drawer can only be closed) the policy reads it from the
-    image instead of leaning on one exact sentence embedding."""
+    image instead of leaning on one exact sentence embedding.
+
+    For a policy with a task belief (``VLAPolicy(tasks=...)``), :meth:`belief_mix` also
+    blends, with probability ``p_mix``, a weight w ~ Beta(1, 2) of another task's belief into
+    the sample's (the label stays the sample's own task): phrasings never seen in training
+    give soft beliefs (0.65-0.8 on the right task for "open the tap"), and the policy must
+    act on them as on a sure one. Beta(1, 2) has a decreasing density, so whenever two tasks
+    look alike in the image the belief's larger share is still the likelier task."""
 
     def __init__(self, data: DemoArrays, rng: np.random.Generator, noise: float = 0.02,
-                 p_drop: float = 0.1, augment: bool = True) -> None:  # fmt: skip
+                 p_drop: float = 0.1, augment: bool = True, p_mix: float = 0.3) -> None:  # fmt: skip
         from sim.suite import TASKS
 
         self.rng, self.noise, self.p_drop, self.augment = rng, noise, p_drop, augment
+        self.p_mix = p_mix
         pools = [list(TASKS[t].training_phrasings) for t in data.tasks]
         self.phrasings = [s for pool in pools for s in pool]
         self.offsets = np.cumsum([0] + [len(p) for p in pools])
@@ -114,6 +129,18 @@ class InstructionPool:
             keep = torch.from_numpy(self.rng.random(len(idx)) >= self.p_drop).float()
             e = e * keep.unsqueeze(1)
         return e
+
+    def belief_mix(self, idx: np.ndarray) -> tuple[torch.Tensor, torch.Tensor] | None:
+        """(weight [B], other task one-hot [B, n]) for ``VLAPolicy.forward``; None without
+        augmentation."""
+        n = len(self.offsets) - 1
+        if not self.augment or self.p_mix <= 0 or n < 2:
+            return None
+        task = self.data.task[idx]
+        w = self.rng.beta(1.0, 2.0, len(idx)) * (self.rng.random(len(idx)) < self.p_mix)
+        other = (task + self.rng.integers(1, n, len(idx))) % n
+        return (torch.from_numpy(w).float(),
+                F.one_hot(torch.from_numpy(other).long(), n).float())  # fmt: skip
 
     def cache_entries(self) -> tuple[list[str], np.ndarray]:
         """Every phrasing with an embedding, for the shipped instruction cache."""
@@ -251,6 +278,31 @@ def _budgets_for_batch(rng: np.random.Generator, batch: int, k_max: int,
     return rng.integers(1, cap + 1, batch), cap
 
 
+LANGUAGE_WEIGHT = 0.1
+BELIEF_LR_SCALE = 10.0  # the linear task head learns from ~110 phrasings: a faster rate
+
+
+def _with_belief_group(groups: list[dict], policy: VLAPolicy) -> list[dict]:
+    """Move the task-belief head's parameters out of ``groups`` into their own group,
+    stepped at ``BELIEF_LR_SCALE`` times the schedule's rate."""
+    if not policy.tasks:
+        return groups
+    head = list(policy.task_head.parameters())
+    ids = {id(p) for p in head}
+    out = [{**g, "params": [p for p in g["params"] if id(p) not in ids]} for g in groups]
+    return [*out, {"params": head, "lr_scale": BELIEF_LR_SCALE}]
+
+
+def language_loss(policy: VLAPolicy, instruction: torch.Tensor, task: np.ndarray) -> torch.Tensor:
+    """Cross-entropy of the policy's task belief against the sample's task (samples with no
+    instruction left out); zero for a policy without a task belief."""
+    given = instruction.abs().sum(-1) > 0
+    if not policy.tasks or not bool(given.any()):
+        return instruction.new_zeros(())
+    logits = policy.task_logits(instruction[given])
+    return F.cross_entropy(logits, torch.from_numpy(task).long()[given])
+
+
 def bc_loss(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     err = F.mse_loss(pred, target, reduction="none").mean(-1)  # [B, chunk]
     return (err * mask).sum() / mask.sum().clamp(min=1)
@@ -265,6 +317,7 @@ def _policy_batch(idx: np.ndarray, ids: np.ndarray, budgets: np.ndarray, k: int,
         "budget": torch.from_numpy(budgets),
         "instruction": instr(idx),
         "proprio": torch.from_numpy(data.proprio[idx]),
+        "belief_mix": instr.belief_mix(idx),
     }
 
 
@@ -272,8 +325,15 @@ def train_policy(
     data: DemoArrays, tokenizer_dir: Path | None, out: Path, steps: int = 3000, batch: int = 256,
     lr: float = 1e-3, blind: bool = False, p_degraded: float = 0.25, seed: int = 0,
     name: str = "vla-recon", degraded: np.ndarray | None = None, augment_language: bool = True,
+    init: Path | None = None, grounding: str = "belief",
 ) -> VLAPolicy:  # fmt: skip
-    """Behaviour cloning over frozen tokens, a random budget per sample (0 for the blind floor)."""
+    """Behaviour cloning over frozen tokens, a random budget per sample (0 for the blind floor).
+
+    ``grounding``: "belief" (the instruction through a task belief, :class:`VLAPolicy`) or
+    "mlp" (the first policies' MLP on the raw embedding). ``init``: a run directory whose
+    ``model.pt`` initialises every tensor of matching name and shape (the language stage)."""
+    if grounding not in GROUNDINGS:
+        raise ValueError(f"unknown grounding {grounding!r}; valid: {', '.join(GROUNDINGS)}")
     from tqdm import tqdm
 
     torch.manual_seed(seed)
@@ -282,7 +342,14 @@ def train_policy(
     fsq = tok.fsq
     k_max = tok.k_max
     instr = InstructionPool(data, rng, augment=augment_language)
-    policy = VLAPolicy(k_max=k_max, vocab=tok.vocab, fsq_dims=len(tok.levels), chunk=CHUNK)
+    policy = VLAPolicy(k_max=k_max, vocab=tok.vocab, fsq_dims=len(tok.levels), chunk=CHUNK,
+                       tasks=data.tasks if grounding == "belief" else ())  # fmt: skip
+    if init is not None:  # fine-tune: every tensor whose name and shape match
+        own = policy.state_dict()
+        old = torch.load(Path(init) / "model.pt", weights_only=True)
+        keep = {n: v for n, v in old.items() if n in own and own[n].shape == v.shape}
+        policy.load_state_dict(keep, strict=False)
+        print(f"  initialised {len(keep)}/{len(own)} tensors from {init}")
     train_idx, _ = split_by_episode(data)
     if blind:
         ids = np.zeros((len(data), k_max), np.int64)
@@ -293,13 +360,14 @@ def train_policy(
         if degraded is not None:
             for copy in degraded:
                 variants.append(fsq.ids(torch.from_numpy(encode_all(tok, copy))).numpy())
-    opt = torch.optim.AdamW(policy.parameters(), lr=lr, weight_decay=1e-4)
+    opt = torch.optim.AdamW(_with_belief_group([{"params": list(policy.parameters())}], policy),
+                            lr=lr, weight_decay=1e-4)  # fmt: skip
     log = _Log(out)
     bar = tqdm(range(steps), desc=f"train policy{' (blind)' if blind else ''}", dynamic_ncols=True)
     for step in bar:
         policy.train()
         for g in opt.param_groups:
-            g["lr"] = _lr(step, steps, lr)
+            g["lr"] = _lr(step, steps, lr) * g.get("lr_scale", 1.0)
         idx = rng.choice(train_idx, batch)
         if blind:
             budgets, k, ids = np.zeros(batch, np.int64), 0, variants[0]
@@ -312,16 +380,18 @@ def train_policy(
             ids = variants[0]
         inp = _policy_batch(idx, ids, budgets, k, fsq, instr, data)
         pred = policy(**inp)
-        loss = bc_loss(
+        bc = bc_loss(
             pred, torch.from_numpy(data.chunks[idx]), torch.from_numpy(data.chunk_mask[idx])
         )
+        lang = language_loss(policy, inp["instruction"], data.task[idx])
+        loss = bc + LANGUAGE_WEIGHT * lang
         opt.zero_grad()
         loss.backward()
         torch.nn.utils.clip_grad_norm_(policy.parameters(), 1.0)
         opt.step()
         if step % 50 == 0 or step == steps - 1:
-            bar.set_postfix(bc=f"{loss.item():.4f}", k=k)
-            log(step=step, bc=loss.item(), cap=k, lr=opt.param_groups[0]["lr"])
+            bar.set_postfix(bc=f"{bc.item():.4f}", lang=f"{lang.item():.3f}", k=k)
+            log(step=step, bc=bc.item(), lang=lang.item(), cap=k, lr=opt.param_groups[0]["lr"])
     torch.save(policy.state_dict(), out / "model.pt")
     export_policy(policy, tok, out, name, tokenizer_dir, blind, *instr.cache_entries())
     return policy
@@ -340,6 +410,8 @@ def export_policy(policy: VLAPolicy, tok: Tokenizer, out: Path, name: str,
         "proprio_dim": 4, "instruction_encoder": "sentence-transformers/all-MiniLM-L6-v2",
         "instruction_dim": 384, "budget_min": 0, "budget_max": 0 if blind else policy.k_max,
         "blind": blind, "format_version": 1,
+        "instruction_grounding": "task-belief" if policy.tasks else "mlp",
+        "tasks": list(policy.tasks),
     }  # fmt: skip
     wrapper = PolicyExport(policy, tok.levels).eval()
     b = 2
@@ -367,7 +439,8 @@ def export_policy(policy: VLAPolicy, tok: Tokenizer, out: Path, name: str,
 
 def load_policy(path: Path) -> VLAPolicy:
     meta = json.loads((path / "policy.json").read_text())
-    p = VLAPolicy(k_max=meta["k_max"], vocab=meta["vocab"], chunk=meta["chunk"])
+    p = VLAPolicy(k_max=meta["k_max"], vocab=meta["vocab"], chunk=meta["chunk"],
+                  tasks=meta.get("tasks", ()))  # fmt: skip
     p.load_state_dict(torch.load(path / "model.pt", weights_only=True))
     return p
 
@@ -398,7 +471,8 @@ def train_task(
         list(tok.encoder.parameters()) + list(tok.prior.parameters()) + list(policy.parameters())
     )
     dec_params = list(tok.decoder.parameters())
-    opt = torch.optim.AdamW([{"params": params}, {"params": dec_params}], lr=lr, weight_decay=1e-4)
+    groups = _with_belief_group([{"params": params}, {"params": dec_params}], policy)
+    opt = torch.optim.AdamW(groups, lr=lr, weight_decay=1e-4)
     log = _Log(out_tok)
     train_idx, _ = split_by_episode(data)
     k_max = tok.k_max
@@ -407,7 +481,7 @@ def train_task(
         tok.train()
         policy.train()
         for g in opt.param_groups:
-            g["lr"] = _lr(step, steps, lr)
+            g["lr"] = _lr(step, steps, lr) * g.get("lr_scale", 1.0)
         idx = rng.choice(train_idx, batch)
         frames = data.frames[idx]
         full = degraded is not None and rng.random() < p_degraded
@@ -423,27 +497,30 @@ def train_task(
         b = torch.from_numpy(budgets)
         mask = tok.prefix_mask(b)
         ids = tok.fsq.ids(codes)
-        pred = policy(ids[:, :k], tok.fsq.values(q)[:, :k], b, instr(idx),
-                      torch.from_numpy(data.proprio[idx]))  # fmt: skip
+        e = instr(idx)
+        pred = policy(ids[:, :k], tok.fsq.values(q)[:, :k], b, e,
+                      torch.from_numpy(data.proprio[idx]), instr.belief_mix(idx))  # fmt: skip
         bc = bc_loss(
             pred, torch.from_numpy(data.chunks[idx]), torch.from_numpy(data.chunk_mask[idx])
         )
+        lang = language_loss(policy, e, data.task[idx])
         bits = tok.prior.bits(c, mask).mean()
         # reconstruction on a separate long-prefix budget (k_r >= 16), weighted toward long prefixes
         kr = torch.from_numpy(rng.integers(16, k_max + 1, batch))
         recon = tok.decoder(tok.fsq.values(q), tok.prefix_mask(kr))
         rl = (recon_loss(recon, x) * (kr.float() / k_max)).mean()
-        loss = bc + rate_weight * bits / max(1, k) * 4 + recon_weight * rl
+        loss = bc + LANGUAGE_WEIGHT * lang + rate_weight * bits / max(1, k) * 4 + recon_weight * rl
         loss = loss + 0.1 * saturation_penalty(z)
         opt.zero_grad()
         loss.backward()
-        torch.nn.utils.clip_grad_norm_(params + dec_params, 1.0)
+        torch.nn.utils.clip_grad_norm_([p for g in groups for p in g["params"]], 1.0)
         opt.step()
         if step % 50 == 0 or step == steps - 1:
             bar.set_postfix(
                 bc=f"{bc.item():.4f}", bits=f"{bits.item():.0f}", rec=f"{rl.item():.4f}"
             )
-            log(step=step, bc=bc.item(), bits=bits.item(), budget_cap=k, recon=rl.item())
+            log(step=step, bc=bc.item(), lang=lang.item(), bits=bits.item(), budget_cap=k,
+                recon=rl.item())  # fmt: skip
     out_tok.mkdir(parents=True, exist_ok=True)
     out_pol.mkdir(parents=True, exist_ok=True)
     torch.save(tok.state_dict(), out_tok / "model.pt")
@@ -478,7 +555,7 @@ def _degraded(d: DemoArrays, args: argparse.Namespace) -> np.ndarray:
 def main(argv: Sequence[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="embodied train", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
-    p.add_argument("stage", choices=["tokenizer", "policy", "task", "all"])
+    p.add_argument("stage", choices=["tokenizer", "policy", "task", "language", "all"])
     p.add_argument("--data", default="data/demos")
     p.add_argument("--out", default=None)
     p.add_argument("--tokenizer", default=None)
@@ -486,6 +563,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--out-tokenizer", default="runs/tok-task")
     p.add_argument("--out-policy", default="runs/vla-task")
     p.add_argument("--blind", action="store_true")
+    p.add_argument("--grounding", choices=GROUNDINGS, default="belief",
+                   help="policy: how the instruction enters (task belief, or the first "
+                        "policies' MLP)")  # fmt: skip
     p.add_argument("--steps", type=int, default=None)
     p.add_argument("--threads", type=int, default=None)
     p.add_argument("--seed", type=int, default=0)
@@ -508,13 +588,21 @@ def main(argv: Sequence[str] | None = None) -> int:
             p.error("--tokenizer is required unless --blind")
         out = Path(a.out or ("runs/vla-blind" if a.blind else "runs/vla-recon"))
         train_policy(d, tdir, out, steps=a.steps or (BLIND_STEPS if a.blind else POLICY_STEPS), blind=a.blind,
-                     name=out.name, degraded=None if a.blind else _degraded(d, a), seed=a.seed)  # fmt: skip
+                     name=out.name, degraded=None if a.blind else _degraded(d, a), seed=a.seed,
+                     grounding=a.grounding)  # fmt: skip
     elif a.stage == "task":
         if not (a.tokenizer and a.policy):
             p.error("task needs --tokenizer (reconstruction-trained) and --policy (its policy)")
         d = _load(a)
         train_task(d, Path(a.tokenizer), Path(a.policy), Path(a.out_tokenizer), Path(a.out_policy),
                    steps=a.steps or TASK_STEPS, degraded=_degraded(d, a), seed=a.seed)  # fmt: skip
+    elif a.stage == "language":
+        if not (a.tokenizer and a.policy):
+            p.error("language needs --tokenizer (frozen) and --policy (the policy to fine-tune)")
+        d = _load(a)
+        out = Path(a.out or a.policy)
+        train_policy(d, Path(a.tokenizer), out, steps=a.steps or LANGUAGE_STEPS, lr=LANGUAGE_LR,
+                     degraded=_degraded(d, a), seed=a.seed, name=out.name, init=Path(a.policy))  # fmt: skip
     else:
         run_all(a)
     print(f"done in {(time.time() - t0) / 60:.1f} min")
@@ -545,10 +633,20 @@ def run_all(a: argparse.Namespace) -> None:
     deg = _degraded(d, a)
     if todo("vla-recon"):
         train_policy(d, runs / "tok-recon", runs / "vla-recon", steps=POLICY_STEPS, degraded=deg,
-                     seed=a.seed, name="vla-recon")  # fmt: skip
+                     seed=a.seed, name="vla-recon", grounding="mlp")  # fmt: skip
     if todo("tok-task", "vla-task"):
         train_task(d, runs / "tok-recon", runs / "vla-recon", runs / "tok-task", runs / "vla-task",
                    steps=TASK_STEPS, degraded=deg, seed=a.seed)  # fmt: skip
+    # language stage: the instruction pathway becomes a task belief (policies.vla), each
+    # policy fine-tuned on its own frozen tokenizer's tokens; the order is the one the
+    # shipped models came from (BC and task stages with the first policies' MLP grounding)
+    for tok_name, pol in (("tok-recon", "vla-recon"), ("tok-task", "vla-task")):
+        meta = json.loads((runs / pol / "policy.json").read_text())
+        if meta.get("instruction_grounding") == "task-belief" and a.resume:
+            print(f"  --resume: {pol} already has a task belief, skipped")
+            continue
+        train_policy(d, runs / tok_name, runs / pol, steps=LANGUAGE_STEPS, lr=LANGUAGE_LR,
+                     degraded=deg, seed=a.seed, name=pol, init=runs / pol)  # fmt: skip
     if todo("vla-blind"):
         train_policy(d, runs / "tok-recon", runs / "vla-blind", blind=True, steps=BLIND_STEPS,
                      seed=a.seed, name="vla-blind")  # fmt: skip

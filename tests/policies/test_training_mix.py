@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 
@@ -55,3 +57,109 @@ def test_instruction_pool_draws_only_training_phrasings_of_the_sample_task():
     # the cache covers every phrasing once (held-out ones included, for evaluation)
     names, vecs = pool.cache_entries()
     assert len(names) == len(set(names)) == len(vecs) and held <= set(names)
+
+
+def test_belief_mix_blends_another_task_with_decreasing_weights():
+    data = _demo(["drawer-close"] * 500 + ["faucet-open"] * 500)
+    pool = InstructionPool(data, np.random.default_rng(0), p_mix=0.3)
+    w, other = pool.belief_mix(np.arange(1000))
+    w, other = w.numpy(), other.numpy()
+    assert 0.2 < np.mean(w > 0) < 0.4  # p_mix = 0.3
+    assert np.all((w >= 0) & (w < 1))
+    mixed = w[w > 0]
+    assert np.mean(mixed < 0.5) > 0.65  # Beta(1, 2): P(w < 0.5) = 0.75
+    own = data.task[np.arange(1000)]
+    assert np.all(other.argmax(1) != own) and np.allclose(other.sum(1), 1)
+    assert InstructionPool(data, np.random.default_rng(0), augment=False).belief_mix(
+        np.arange(4)) is None  # fmt: skip
+
+
+def _belief_policy(tasks=("drawer-open", "drawer-close", "faucet-open")):
+    from policies.vla import VLAPolicy
+
+    torch.manual_seed(0)
+    return VLAPolicy(k_max=8, vocab=1000, chunk=4, tasks=tasks).eval()
+
+
+def _inputs(b: int, instruction):
+    ids = torch.randint(0, 1000, (b, 8))
+    return ids, torch.rand(b, 8, 4) * 2 - 1, torch.full((b,), 8), instruction, torch.randn(b, 4)
+
+
+def test_task_belief_policy_language_paths():
+    from policies.train import language_loss
+
+    p = _belief_policy()
+    e = torch.nn.functional.normalize(torch.randn(3, 384), dim=-1)
+    zero = torch.zeros(3, 384)
+    # no instruction: one learned token, whatever the task head says
+    tok0 = p.instruction_token(zero)
+    assert torch.allclose(tok0, p.no_instruction.expand(3, -1))
+    # a full blend towards another task gives that task's token
+    one_hot = torch.eye(3)[[1, 2, 0]]
+    blended = p.instruction_token(e, (torch.ones(3), one_hot))
+    assert torch.allclose(blended, p.task_vec(one_hot), atol=1e-6)
+    with torch.no_grad():
+        a = p(*_inputs(3, e))
+        b = p(*_inputs(3, e), belief_mix=(torch.ones(3), one_hot))
+    assert a.shape == (3, 4, 4) and not torch.allclose(a, b)
+    # the language loss trains the belief, and skips samples with no instruction
+    task = np.array([0, 1, 2])
+    assert language_loss(p, zero, task).item() == 0.0
+    opt = torch.optim.Adam(p.task_head.parameters(), 1e-2)
+    first = language_loss(p, e, task).item()
+    for _ in range(50):
+        loss = language_loss(p, e, task)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    assert language_loss(p, e, task).item() < 0.2 * first
+    assert (p.task_logits(e).argmax(1).numpy() == task).all()
+
+
+def test_task_belief_policy_exports_and_reloads(tmp_path):
+    ort = pytest.importorskip("onnxruntime")
+    from policies.tokenizer import Tokenizer
+    from policies.train import export_policy, load_policy
+
+    tok = Tokenizer(k_max=8)
+    p = _belief_policy()
+    p.k_max, p.vocab = tok.k_max, tok.vocab
+    meta = export_policy(p, tok, tmp_path, "vla-test", None, False, ["open the drawer"],
+                         np.ones((1, 384), np.float32) / np.sqrt(384))  # fmt: skip
+    assert meta["instruction_grounding"] == "task-belief"
+    assert meta["tasks"] == ["drawer-open", "drawer-close", "faucet-open"]
+    torch.save(p.state_dict(), tmp_path / "model.pt")
+    again = load_policy(tmp_path).eval()
+    assert again.tasks == p.tasks
+    e = torch.nn.functional.normalize(torch.randn(2, 384), dim=-1)
+    e[1] = 0  # no instruction goes through the exported graph too
+    ids, _, budget, _, prop = _inputs(2, e)
+    from policies.vla import PolicyExport
+
+    with torch.no_grad():
+        ref = PolicyExport(again, tok.levels).eval()(ids, budget, e, prop).numpy()
+    sess = ort.InferenceSession(str(tmp_path / "policy.onnx"), providers=["CPUExecutionProvider"])
+    got = sess.run(None, {"token_ids": ids.numpy(), "budget": budget.numpy(),
+                          "instruction": e.numpy(), "proprio": prop.numpy()})[0]  # fmt: skip
+    assert np.abs(got - ref).max() <= 1e-4
+
+
+def test_language_stage_keeps_the_trained_policy_and_adds_a_belief(tmp_path):
+    """`embodied train language`: an MLP-grounded policy becomes a task-belief one, every other
+    tensor carried over (here on the blind path, which needs no tokenizer)."""
+    from policies.train import load_policy, train_policy
+
+    data = _demo(["drawer-close"] * 20 + ["faucet-open"] * 20)
+    a, b = tmp_path / "a", tmp_path / "b"
+    train_policy(data, None, a, steps=2, batch=8, blind=True, name="a", grounding="mlp")
+    assert json.loads((a / "policy.json").read_text())["instruction_grounding"] == "mlp"
+    train_policy(data, None, b, steps=1, batch=8, lr=1e-9, blind=True, name="b", init=a)
+    meta = json.loads((b / "policy.json").read_text())
+    assert meta["instruction_grounding"] == "task-belief" and meta["tasks"] == list(TASKS)
+    old, new = load_policy(a).state_dict(), load_policy(b).state_dict()
+    assert not any(k.startswith("task_") for k in old) and "task_head.weight" in new
+    for name in ("body.layers.0.linear1.weight", "head.0.weight", "tok_emb.weight"):
+        assert torch.allclose(old[name], new[name], atol=1e-6), name
+    with pytest.raises(ValueError, match="valid: belief, mlp"):
+        train_policy(data, None, tmp_path / "c", steps=1, blind=True, grounding="clip")
