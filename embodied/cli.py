@@ -54,6 +54,7 @@ register(
     "train", "policies.train:main", "train tokenizer / policy / task-oriented tokens / all (torch)"
 )
 register("eval", "sim.sweep:main", "closed-loop success vs bit rate: tokens vs codecs, traces")
+register("belief", "embodied.policy:belief_main", "which task a policy reads an instruction as")
 register("tasks", "sim.suite:tasks_main", "list the benchmark tasks, their ids and instructions")
 register("link-sim", "embodied.linksim:main", "trace-driven link + budget controllers (--all)")
 register("trt-build", "embodied.trt:main", "TensorRT engine from ONNX (or the trtexec command)")

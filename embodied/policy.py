@@ -43,6 +43,7 @@ from embodied.instruction import (
     ENCODER_FILENAMES,
     ENCODER_ID,
     InstructionEncoder,
+    InstructionEncoderUnavailable,
     InstructionError,
 )
 from embodied.providers import (
@@ -56,6 +57,8 @@ log = logging.getLogger(__name__)
 
 POLICY_JSON = "policy.json"
 ONNX_FILES = {"fp32": "policy.onnx", "fp16": "policy_fp16.onnx"}
+#: instruction embedding → belief over the policy's tasks (policies with a task belief only)
+BELIEF_ONNX = "task_belief.onnx"
 INPUTS = ("token_ids", "budget", "instruction", "proprio")
 OUTPUT = "actions"
 FORMAT_VERSION = 1
@@ -245,6 +248,11 @@ class OnnxPolicy:
             for i in self.session.get_inputs()
         }
         self.encoder = self._open_encoder(instruction_encoder)
+        raw = json.loads((self.model_dir / POLICY_JSON).read_text())
+        #: the tasks of the policy's task belief (empty for the first policies' MLP grounding)
+        self.tasks: tuple[str, ...] = tuple(raw.get("tasks", ()))
+        self.grounding: str = raw.get("instruction_grounding", "mlp")
+        self._belief: Any = None
 
     # -- model checks ------------------------------------------------------------
 
@@ -420,6 +428,31 @@ class OnnxPolicy:
         if abs(norm - 1.0) > NORM_TOL:
             raise PolicyInputError(name, f"norm {norm:.4f}", allowed)
         return arr
+
+    # -- task belief -----------------------------------------------------------------
+
+    def task_belief(self, instruction: str | np.ndarray) -> dict[str, float]:
+        """Which task the policy reads ``instruction`` as: ``{task: probability}``, most likely
+        first (``task_belief.onnx``, the same softmax the policy conditions on). A policy without
+        a task belief (``instruction_grounding`` "mlp") raises :class:`ModelFileError`."""
+        if self._belief is None:
+            path = self.model_dir / BELIEF_ONNX
+            if not self.tasks or not path.is_file():
+                raise ModelFileError(
+                    f"{self.model_dir}: no task belief (instruction_grounding "
+                    f"{self.grounding!r}, {BELIEF_ONNX} {'present' if path.is_file() else 'absent'}"
+                    "); policies trained by `embodied train` since the language stage have one"
+                )
+            sess = make_session(path, providers=["CPUExecutionProvider"], threads=1)
+            tasks = json.loads(sess.get_modelmeta().custom_metadata_map.get("tasks", "[]"))
+            if tuple(tasks) != self.tasks:
+                raise ModelFileError(
+                    f"{path}: tasks {tasks} differ from {POLICY_JSON}'s {list(self.tasks)}"
+                )
+            self._belief = sess
+        e = self._instruction(instruction).astype(np.float32)
+        p = np.asarray(self._belief.run(["belief"], {"instruction": e[None]})[0][0], np.float64)
+        return {self.tasks[i]: float(p[i]) for i in np.argsort(-p, kind="stable")}
 
     # -- inference -------------------------------------------------------------------
 
@@ -708,3 +741,60 @@ class ActionChunker:
         if policy is None:
             raise AttributeError(name)
         return getattr(policy, name)
+
+
+# --------------------------------------------------------------------------- CLI
+
+
+def belief_main(argv: Sequence[str] | None = None) -> int:
+    """``embodied belief "open the tap" ...``: which task a policy reads each phrasing as."""
+    import argparse
+
+    p = argparse.ArgumentParser(
+        prog="embodied belief",
+        description="Which task the policy reads each instruction as (its task belief). "
+        "Phrasings outside the instruction cache are embedded by the exported encoder if one "
+        "is configured, else by sentence-transformers (the `train` extra).",
+    )
+    p.add_argument("phrasings", nargs="+", help="instructions, quoted")
+    p.add_argument("--policy", default="vla-task", help="policy directory name under --models")
+    p.add_argument("--models", default=str(Path(__file__).resolve().parent / "models"))
+    p.add_argument("--top", type=int, default=3, help="tasks shown per phrasing")
+    p.add_argument("--json", action="store_true", help="print one JSON object instead")
+    a = p.parse_args(argv)
+    if a.top < 1:
+        p.error(f"--top must be >= 1, got {a.top}")
+    root = Path(a.models)
+    if not (root / a.policy / POLICY_JSON).is_file():
+        have = sorted(d.parent.name for d in root.glob(f"*/{POLICY_JSON}")) if root.is_dir() else []
+        p.error(f"no policy {a.policy!r} under {root}; valid: {', '.join(have) or 'none'}")
+    try:
+        policy = OnnxPolicy(root / a.policy)
+    except ModelFileError as e:
+        p.error(str(e))
+    out: dict[str, dict[str, float]] = {}
+    for text in a.phrasings:
+        try:
+            belief = policy.task_belief(text)
+        except InstructionEncoderUnavailable:
+            try:  # a development machine: embed with the training-side encoder
+                from policies.train import instruction_embeddings
+            except ImportError as e:
+                raise SystemExit(
+                    f"embodied belief: {text!r} is not in the instruction cache and no encoder "
+                    "is available (export one with policies.export_instruction, or install "
+                    "the `train` extra)"
+                ) from e
+            belief = policy.task_belief(instruction_embeddings([text])[0])
+        except (ModelFileError, PolicyInputError) as e:
+            p.error(str(e))
+        out[text] = belief
+    if a.json:
+        print(json.dumps(out, indent=2))
+        return 0
+    for text, belief in out.items():
+        top = list(belief.items())[: a.top]
+        shown = ", ".join(f"{t} {v:.2f}" for t, v in top)
+        flag = "" if top[0][1] >= 0.5 else "   (unsure: no task above 0.5)"
+        print(f"{text!r:40s} -> {shown}{flag}")
+    return 0

@@ -431,6 +431,14 @@ def export_policy(policy: VLAPolicy, tok: Tokenizer, out: Path, name: str,
         torch.onnx.export(wrapper, inputs, str(path), input_names=names, output_names=["actions"],
                           dynamic_axes={n: {0: "B"} for n in [*names, "actions"]},
                           opset_version=17, dynamo=False)  # fmt: skip
+    if policy.tasks:
+        from policies.onnx_export import export_onnx
+        from policies.vla import TaskBeliefExport
+
+        export_onnx(TaskBeliefExport(policy).eval(), (torch.randn(b, 384),), ["instruction"],
+                    ["belief"], {"instruction": {0: "B"}, "belief": {0: "B"}},
+                    out / "task_belief.onnx", {"kind": "task_belief", "policy": name,
+                    "tasks": json.dumps(list(policy.tasks))}, opset=17, fp16=False)  # fmt: skip
     (out / "policy.json").write_text(json.dumps(meta, indent=2) + "\n")
     cache = {s: [round(float(v), 7) for v in e] for s, e in zip(instructions, emb, strict=True)}
     (out / "instruction_cache.json").write_text(json.dumps(cache) + "\n")

@@ -128,3 +128,18 @@ class PolicyExport(nn.Module):
     def forward(self, token_ids, budget, instruction, proprio):  # type: ignore[no-untyped-def]
         values = self.fsq.values(self.fsq.codes_from_ids(token_ids))
         return self.policy(token_ids, values, budget, instruction, proprio)
+
+
+class TaskBeliefExport(nn.Module):
+    """``task_belief.onnx``: instruction embedding [B, 384] → belief over the policy's tasks
+    [B, n_tasks] (the softmax the policy's instruction token is built from), so the robot can
+    show which task a sentence is read as, without torch."""
+
+    def __init__(self, policy: VLAPolicy) -> None:
+        super().__init__()
+        if not policy.tasks:
+            raise ValueError("this policy has no task belief (built without `tasks`)")
+        self.head = policy.task_head
+
+    def forward(self, instruction):  # type: ignore[no-untyped-def]
+        return torch.softmax(self.head(instruction), -1)

@@ -156,6 +156,7 @@ class PolicyNode(LifecycleNode):
         self.infer_ms = Window()
         self.proprio: deque[tuple[int, np.ndarray]] = deque(maxlen=64)
         self.instruction: str | None = None
+        self.belief: tuple[str, str, float] | None = None  # (instruction, task, probability)
         self.last_obs_ns: int | None = None
         self.last_capture_ns = 0
         self.last_hold_ns: int | None = None
@@ -349,6 +350,8 @@ class PolicyNode(LifecycleNode):
             if not instruction:
                 self.counts["no_instruction"] += 1
                 return
+            if self.belief is None or self.belief[0] != instruction:
+                self._read_instruction(instruction)
             t0 = time.perf_counter()
             try:
                 chunk = self.policy.infer(
@@ -373,6 +376,26 @@ class PolicyNode(LifecycleNode):
         except Exception as err:  # one bad message must never stop the robot's brain
             self.counts["errors"] += 1
             self.get_logger().error(f"packet handling failed: {err!r}", throttle_duration_sec=2.0)
+
+    def _read_instruction(self, instruction: str) -> None:
+        """Log which task a new instruction is read as (policies with a task belief); a
+        belief under 0.5 is a warning: the policy is unsure what it has been asked to do."""
+        if not getattr(self.policy, "tasks", ()):
+            self.belief = (instruction, "", float("nan"))
+            return
+        try:
+            belief = self.policy.task_belief(instruction)
+        except ValueError as err:  # unknown phrasing without an encoder, missing belief file
+            self.belief = (instruction, "", float("nan"))
+            self.get_logger().warning(f"no task belief for {instruction!r}: {err}")
+            return
+        top = list(belief.items())[:3]
+        self.belief = (instruction, top[0][0], top[0][1])
+        shown = ", ".join(f"{t} {v:.2f}" for t, v in top)
+        if top[0][1] < 0.5:
+            self.get_logger().warning(f"instruction {instruction!r} is ambiguous: {shown}")
+        else:
+            self.get_logger().info(f"instruction {instruction!r} read as {shown}")
 
     # ------------------------------------------------------------------ watchdog
 
@@ -410,6 +433,8 @@ class PolicyNode(LifecycleNode):
             "deadline_misses": self.counts["late"],
             "holding": self.holding,
             "proprio_buffer": len(self.proprio),
+            "task": self.belief[1] if self.belief else "",
+            "task_belief": self.belief[2] if self.belief else float("nan"),
             **{f"packets_{k}": v for k, v in self.stats.as_dict().items()},
             **self.counts,
         }

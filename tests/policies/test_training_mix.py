@@ -143,6 +143,14 @@ def test_task_belief_policy_exports_and_reloads(tmp_path):
     got = sess.run(None, {"token_ids": ids.numpy(), "budget": budget.numpy(),
                           "instruction": e.numpy(), "proprio": prop.numpy()})[0]  # fmt: skip
     assert np.abs(got - ref).max() <= 1e-4
+    # task_belief.onnx: the same softmax, with the task list in its metadata
+    bel = ort.InferenceSession(str(tmp_path / "task_belief.onnx"),
+                               providers=["CPUExecutionProvider"])  # fmt: skip
+    tasks = json.loads(bel.get_modelmeta().custom_metadata_map["tasks"])
+    assert tasks == list(p.tasks)
+    with torch.no_grad():
+        want = torch.softmax(again.task_logits(e[:1]), -1).numpy()
+    assert np.abs(bel.run(None, {"instruction": e[:1].numpy()})[0] - want).max() <= 1e-5
 
 
 def test_language_stage_keeps_the_trained_policy_and_adds_a_belief(tmp_path):

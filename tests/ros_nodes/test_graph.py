@@ -9,6 +9,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 import time
@@ -269,6 +270,9 @@ def test_malformed_packets_are_dropped_counted_and_the_policy_keeps_running(mode
         assert int(d.get(f"packets_dropped_{cls}", 0)) >= 1, (cls, d)
     assert int(d["errors"]) == 0
     assert node.poll() is None
+    if json.loads((pol / "policy.json").read_text()).get("tasks"):
+        # the node reports which task it reads the instruction as (its task belief)
+        assert d["task"] == "drawer-open" and float(d["task_belief"]) > 0.5, d
 
 
 def test_policy_killed_robot_holds_restarted_graph_resumes(models, procs, ros):
