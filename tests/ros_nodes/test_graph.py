@@ -26,10 +26,10 @@ pytestmark = [pytest.mark.ros, pytest.mark.slow, pytest.mark.timeout(150)]
 LENIENT = {"strict_model_check": False}
 
 
-def _qos(role: str):
+def _qos(role: str, depth: int | None = None):
     from ros_nodes.common import topic_qos
 
-    return topic_qos(role)
+    return topic_qos(role, depth)
 
 
 def _end_events(got):
@@ -56,9 +56,10 @@ def test_sim_graph_runs_a_full_episode(models, procs, ros, tmp_path):
         )
     )
     ev = ros.collect(String, "robot/events", _qos("events"))
-    packets = ros.collect(CompressedImage, "tokens/packets", _qos("packets"))
+    # best effort (to match the publishers), with a deep queue for this process's late spins
+    packets = ros.collect(CompressedImage, "tokens/packets", _qos("packets", depth=300))
     actions = ros.collect(Float32MultiArray, "policy/actions", _qos("actions"))
-    images = ros.collect(Image, "camera/image_raw", _qos("image"))
+    images = ros.collect(Image, "camera/image_raw", _qos("image", depth=300))
     launcher = procs.start("launch", ["embodied", "launch", "sim", "--params-file", str(extra)])
     mcap = tmp_path / "run.mcap"
     recorder = procs.start("record", ["embodied", "record", "--out", str(mcap), "--duration", "5"])
@@ -83,7 +84,11 @@ def test_sim_graph_runs_a_full_episode(models, procs, ros, tmp_path):
     # the policy answers the newest packet (older ones in its queue are skipped), so chunks come
     # at most once per step; the robot's held_steps above shows it had fresh actions throughout
     assert len(moving) >= n // 4 and moving[0].shape == (4, 4), (len(moving), n)
-    assert len(packets) >= n // 2, (len(packets), n)
+    # the test's own packet subscription matches the tokenizer only after DDS discovery (2-3 s
+    # here, most of a 130-step episode), so count from its first packet: about one packet per
+    # control step (30 Hz) from then on
+    span = packets[-1][0] - packets[0][0]
+    assert len(packets) >= 20 and len(packets) >= 0.5 * 30 * span, (len(packets), span, n)
     # the test's own camera subscriber is best-effort (sensor-data QoS) and may miss frames on a
     # loaded machine; the tokenizer's packets above show the frames were delivered to the graph
     assert len(images) >= n // 4, (len(images), n)
@@ -279,6 +284,8 @@ def test_policy_killed_robot_holds_restarted_graph_resumes(models, procs, ros):
     from sensor_msgs.msg import JointState
     from std_msgs.msg import Float32MultiArray, String
 
+    from ros_nodes.common import stamp_ns
+
     tok, pol = models
     policy_params = {"tokenizer_dir": tok, "policy_dir": pol, **LENIENT}
     procs.node(
@@ -303,16 +310,27 @@ def test_policy_killed_robot_holds_restarted_graph_resumes(models, procs, ros):
     held_at = time.monotonic()
     assert held_at - killed < 2.0
     ros.spin_for(1.5)
-    still = np.array([m.position[:3] for t, m in proprio if t > held_at + 0.3])
+    # by the robot's own clock (event time, proprio stamps), not this process's receive times:
+    # on 2 busy cores this process drains its queues late, with pre-hold states still in them
+    hold_t = next(e["t"] for e in events(ev) if e["event"] == "hold")
+    still = np.array(
+        [m.position[:3] for _, m in proprio if stamp_ns(m.header.stamp) / 1e9 > hold_t + 0.3]
+    )
     assert len(still) >= 10  # the robot keeps publishing while it holds
-    assert np.ptp(still, axis=0).max() < 5e-3, np.ptp(still, axis=0)  # and the arm stays put
+    # and the arm stays put: executing even a tenth of full speed moves it ~3.6 cm in this
+    # window; held, the hand only settles against what it touches (measured up to ~5 mm)
+    assert np.ptp(still, axis=0).max() < 1e-2, np.ptp(still, axis=0)
 
     procs.node("embodied-policy-node", "policy", **policy_params)
     ros.spin_until(lambda: any(e["event"] == "resume" for e in events(ev)), 60, "resume")
     n = len(actions)
     ros.spin_until(lambda: len(actions) >= n + 15, 15, "action chunks after the restart")
     assert not any(e["event"] == "end" for e in events(ev))  # the same episode goes on
-    resumed = [e for e in events(ev) if e["event"] == "resume"][-1]
+    # the first resume after the watchdog hold ends that hold (a later stop-and-go of the fresh
+    # policy node, while its first packets arrive, may follow)
+    evs = events(ev)
+    held = next(i for i, e in enumerate(evs) if e["event"] == "hold" and e["reason"] == "watchdog")
+    resumed = next(e for e in evs[held:] if e["event"] == "resume")
     assert resumed["after"] == "watchdog"
 
 
