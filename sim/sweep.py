@@ -323,11 +323,19 @@ def plot(summary: dict, path: Path) -> None:
                        label=f"blind floor {100 * r['success']:.0f}%")  # fmt: skip
     ax.set_xscale("log")
     ax.set_xlabel(f"kbit/s at {hz:g} frames/s (packet bytes × 8, header included)")
-    ax.set_ylabel("task success (%) with 95% CI")
-    ax.set_ylim(-2, 102)
     ax.grid(True, which="both", alpha=0.3)
-    ax.legend(fontsize=8, loc="lower right")
-    ax.set_title("Closed-loop success vs bit rate (held-out seeds)")
+    _finish(fig, ax, path, "task success (%) with 95% CI", (-2, 102), "lower right",
+            "Closed-loop success vs bit rate (held-out seeds)")  # fmt: skip
+
+
+def _finish(fig, ax, path: Path, ylabel: str, ylim: tuple[float, float], legend: str,
+            title: str) -> None:  # fmt: skip
+    import matplotlib.pyplot as plt
+
+    ax.set_ylabel(ylabel)
+    ax.set_ylim(*ylim)
+    ax.legend(fontsize=8, loc=legend)
+    ax.set_title(title)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
@@ -363,14 +371,10 @@ def plot_traces(summary: dict, path: Path) -> None:
             ax.text(x, min(100 * r["ci95_high"] + 1.5, 101), f"{miss:.0f}%", ha="center",
                     fontsize=7)  # fmt: skip
     ax.set_xticks(range(len(traces)), traces)
-    ax.set_ylabel("task success (%) with 95% CI; deadline misses above")
-    ax.set_ylim(0, 108)
     ax.grid(True, axis="y", alpha=0.3)
-    ax.legend(fontsize=8, loc="lower left")
-    ax.set_title("Closed loop on bandwidth traces: success per controller (held-out seeds)")
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    _finish(fig, ax, path, "task success (%) with 95% CI; deadline misses above", (0, 108),
+            "lower left",
+            "Closed loop on bandwidth traces: success per controller (held-out seeds)")  # fmt: skip
 
 
 def format_table(summary: dict) -> str:
