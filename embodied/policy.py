@@ -138,6 +138,11 @@ class PolicySpec:
 
     @classmethod
     def load(cls, path: str | Path) -> PolicySpec:
+        return cls.from_dict(cls.read(path), str(path))
+
+    @staticmethod
+    def read(path: str | Path) -> dict[str, Any]:
+        """The raw ``policy.json`` object (optional fields included), or a ModelFileError."""
         path = Path(path)
         if not path.is_file():
             raise ModelFileError(
@@ -150,7 +155,7 @@ class PolicySpec:
             raise ModelFileError(f"{path}: not valid JSON ({e})") from e
         if not isinstance(d, dict):
             raise ModelFileError(f"{path}: expected a JSON object")
-        return cls.from_dict(d, str(path))
+        return d
 
     def to_dict(self) -> dict[str, Any]:
         return {f.name: getattr(self, f.name) for f in fields(self)}
@@ -220,7 +225,12 @@ class OnnxPolicy:
         self.model_dir = Path(model_dir)
         if not self.model_dir.is_dir():
             raise ModelFileError(f"{self.model_dir}: policy model directory not found")
-        self.spec = PolicySpec.load(self.model_dir / POLICY_JSON)
+        raw = PolicySpec.read(self.model_dir / POLICY_JSON)
+        self.spec = PolicySpec.from_dict(raw, str(self.model_dir / POLICY_JSON))
+        #: the tasks of the policy's task belief (empty for the first policies' MLP grounding)
+        self.tasks: tuple[str, ...] = tuple(raw.get("tasks", ()))
+        self.grounding: str = raw.get("instruction_grounding", "mlp")
+        self._belief: Any = None
         if precision not in ONNX_FILES:
             raise ValueError(f"precision must be one of {list(ONNX_FILES)}, got {precision!r}")
         self.precision = precision
@@ -248,11 +258,6 @@ class OnnxPolicy:
             for i in self.session.get_inputs()
         }
         self.encoder = self._open_encoder(instruction_encoder)
-        raw = json.loads((self.model_dir / POLICY_JSON).read_text())
-        #: the tasks of the policy's task belief (empty for the first policies' MLP grounding)
-        self.tasks: tuple[str, ...] = tuple(raw.get("tasks", ()))
-        self.grounding: str = raw.get("instruction_grounding", "mlp")
-        self._belief: Any = None
 
     # -- model checks ------------------------------------------------------------
 

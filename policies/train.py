@@ -296,7 +296,7 @@ def _with_belief_group(groups: list[dict], policy: VLAPolicy) -> list[dict]:
 def language_loss(policy: VLAPolicy, instruction: torch.Tensor, task: np.ndarray) -> torch.Tensor:
     """Cross-entropy of the policy's task belief against the sample's task (samples with no
     instruction left out); zero for a policy without a task belief."""
-    given = instruction.abs().sum(-1) > 0
+    given = policy.given(instruction)
     if not policy.tasks or not bool(given.any()):
         return instruction.new_zeros(())
     logits = policy.task_logits(instruction[given])

@@ -69,6 +69,11 @@ class VLAPolicy(nn.Module):
             nn.Linear(3 * d_model, 256), nn.GELU(), nn.Linear(256, chunk * action_dim)
         )
 
+    @staticmethod
+    def given(instruction: torch.Tensor) -> torch.Tensor:
+        """[B] bool: rows that carry an instruction (an all-zero embedding means none)."""
+        return instruction.abs().sum(-1) > 0
+
     def task_logits(self, instruction: torch.Tensor) -> torch.Tensor:
         """[B, n_tasks] logits of the task belief (only for a policy built with ``tasks``)."""
         return self.task_head(instruction)
@@ -78,11 +83,11 @@ class VLAPolicy(nn.Module):
     ) -> torch.Tensor:
         if not self.tasks:
             return self.instr(instruction)
-        belief = torch.softmax(self.task_head(instruction), -1)
+        belief = torch.softmax(self.task_logits(instruction), -1)
         if belief_mix is not None:  # training: (weight [B], other belief [B, n]) blended in
             w, other = belief_mix
             belief = (1 - w.unsqueeze(1)) * belief + w.unsqueeze(1) * other
-        given = (instruction.abs().sum(-1, keepdim=True) > 0).to(belief.dtype)
+        given = self.given(instruction).unsqueeze(-1).to(belief.dtype)
         return given * self.task_vec(belief) + (1 - given) * self.no_instruction
 
     def forward(
