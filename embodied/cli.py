@@ -13,10 +13,11 @@ Examples::
 
 from __future__ import annotations
 
-import importlib
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+
+from embodied.registry import Registry, UnknownName, load_entry
 
 
 @dataclass(frozen=True)
@@ -26,17 +27,15 @@ class Command:
     help: str
 
     def load(self) -> Callable[[Sequence[str] | None], int]:
-        module, _, func = self.entry.partition(":")
-        return getattr(importlib.import_module(module), func)
+        return load_entry(self.entry)
 
 
-COMMANDS: dict[str, Command] = {}
+COMMANDS: Registry[Command] = Registry("command")
 
 
-def register(name: str, entry: str, help: str) -> None:
-    if name in COMMANDS:
-        raise ValueError(f"subcommand {name!r} is already registered ({COMMANDS[name].entry})")
-    COMMANDS[name] = Command(name, entry, help)
+def register(name: str, entry: str, help: str) -> Command:
+    """Add a subcommand; a name already taken is refused."""
+    return COMMANDS.add(name, Command(name, entry, help))
 
 
 register("collect", "sim.collect:main", "run the scripted experts and write demonstration datasets")
@@ -47,20 +46,27 @@ register(
 )
 register(
     "bench",
-    "embodied.bench:main",
-    "benchmarks: render, codec, policy, ... (`embodied bench --help`)",
+    "embodied_tools.bench:main",
+    "benchmarks: render, codecs, tokens, policy, eval, ros (`embodied bench --help`)",
 )
 register(
     "train", "policies.train:main", "train tokenizer / policy / task-oriented tokens / all (torch)"
 )
 register("eval", "sim.sweep:main", "closed-loop success vs bit rate: tokens vs codecs, traces")
-register("belief", "embodied.policy:belief_main", "which task a policy reads an instruction as")
+register(
+    "export",
+    "policies.export:main",
+    "a training checkpoint (runs/<name>/model.pt) → the shipped model layout (torch)",
+)
+register("belief", "embodied_tools.belief:main", "which task a policy reads an instruction as")
 register("tasks", "sim.suite:tasks_main", "list the benchmark tasks, their ids and instructions")
 register("link-sim", "embodied.linksim:main", "trace-driven link + budget controllers (--all)")
 register("trt-build", "embodied.trt:main", "TensorRT engine from ONNX (or the trtexec command)")
-register("bench-codecs", "embodied.codecs.bench:main", "codec sizes, target fit, encode/decode ms")
+register("bench-codecs", "embodied_tools.bench_codecs:main", "the same as `embodied bench codecs`")
 register(
-    "rd", "embodied.rd:main", "rate-distortion report: tokens vs JPEG/WebP/H.264/raw, PSNR vs bits"
+    "rd",
+    "embodied_tools.rd:main",
+    "rate-distortion report: tokens vs JPEG/WebP/H.264/raw, PSNR vs bits",
 )
 register("launch", "ros_nodes.launcher:main", "run a ROS 2 graph (sim, robot, split) without ros2")
 register("tune", "ros_nodes.tune:main", "set a node's parameter live (ros2 param set, rclpy)")
@@ -86,17 +92,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(__version__)
         return 0
     name, rest = args[0], args[1:]
-    if name not in COMMANDS:
-        import difflib
-
-        close = difflib.get_close_matches(name, COMMANDS, n=1)
-        hint = f" Did you mean {close[0]!r}?" if close else ""
-        print(
-            f"embodied: unknown command {name!r}.{hint} Valid commands: {', '.join(COMMANDS)}",
-            file=sys.stderr,
-        )
+    try:
+        command = COMMANDS.get(name)
+    except UnknownName as e:
+        print(f"embodied: {e}", file=sys.stderr)
         return 2
-    return int(COMMANDS[name].load()(rest) or 0)
+    return int(command.load()(rest) or 0)
 
 
 if __name__ == "__main__":

@@ -43,11 +43,13 @@ from typing import Literal, Protocol
 import numpy as np
 
 from embodied.packet import CorruptPacket
+from embodied.registry import Registry
 
 PRECISION = 16
 TOTAL = 1 << PRECISION
 
 __all__ = [
+    "CODERS",
     "PRECISION",
     "TOTAL",
     "ArithmeticCoder",
@@ -347,10 +349,12 @@ def _probability_matrix(tables: CategoricalTables) -> np.ndarray:
 CoderName = Literal["arithmetic", "constriction"]
 
 
+#: coder name → class; both ends of a stream must use the same one
+CODERS: Registry[type[EntropyCoder]] = Registry("entropy coder")
+CODERS.add("arithmetic", ArithmeticCoder)
+CODERS.add("constriction", ConstrictionCoder)
+
+
 def get_coder(name: CoderName | str = "arithmetic") -> EntropyCoder:
     """The coder called ``name``: "arithmetic" (exact, default) or "constriction"."""
-    if name == "arithmetic":
-        return ArithmeticCoder()
-    if name == "constriction":
-        return ConstrictionCoder()
-    raise ValueError(f"entropy coder {name!r}: one of 'arithmetic', 'constriction'")
+    return CODERS.get(name)()

@@ -13,7 +13,6 @@ for a trained one.
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import sys
 from collections.abc import Sequence
@@ -24,11 +23,8 @@ import torch
 from torch import nn
 
 from embodied.instruction import ENCODER_ID, INSTRUCTION_DIM
-from embodied.policy import POLICY_JSON, PolicySpec
+from embodied.modelfiles import POLICY_IO, POLICY_ONNX, PolicySpec
 from policies.onnx_export import export_onnx
-
-INPUT_NAMES = ["token_ids", "budget", "instruction", "proprio"]
-OUTPUT_NAMES = ["actions"]
 
 
 def stub_spec(**overrides: Any) -> PolicySpec:
@@ -47,8 +43,8 @@ def stub_spec(**overrides: Any) -> PolicySpec:
         "budget_min": 0,
         "budget_max": 64,
         "format_version": 1,
+        **overrides,
     }
-    d.update(overrides)
     return PolicySpec.from_dict(d, "stub_spec")
 
 
@@ -147,14 +143,13 @@ def export_stub_policy(
     paths = export_onnx(
         model,
         example_inputs(spec),
-        INPUT_NAMES,
-        OUTPUT_NAMES,
+        POLICY_IO.input_names,
+        POLICY_IO.output_names,
         None,  # batch axis dynamic on every input and output
-        out / "policy.onnx",
+        out / POLICY_ONNX["fp32"],
         spec.metadata(),
     )
-    (out / POLICY_JSON).write_text(json.dumps(spec.to_dict(), indent=1) + "\n")
-    return model, {**paths, "json": out / POLICY_JSON}
+    return model, {**paths, "json": spec.write(out)}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -7,9 +7,9 @@ environments, so importing this package imports neither PyAV nor a model:
 can drift apart); a name is refused twice, and an unknown name is answered
 with the valid ones and a "did you mean".
 
-Registered here: ``raw``, ``jpeg``, ``webp``, ``h264-intra``, ``h264`` and,
-once ``embodied/codecs/tokens.py`` exists, ``tokens`` (the learned codec,
-``embodied.codecs.tokens:TokenCodec``). Usage::
+Registered here: ``raw``, ``jpeg``, ``webp``, ``h264-intra``, ``h264`` and ``tokens``
+(the learned codec, ``embodied.codecs.tokens:TokenCodec``). The table is an
+:class:`embodied.registry.Registry` (``CODECS``). Usage::
 
     from embodied.codecs import make_codec, codec_names
     codec = make_codec("webp", frame_shape=(64, 64))
@@ -17,9 +17,6 @@ once ``embodied/codecs/tokens.py`` exists, ``tokens`` (the learned codec,
 
 from __future__ import annotations
 
-import difflib
-import importlib
-import importlib.util
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -35,8 +32,10 @@ from embodied.codecs.base import (
     UndecodablePayload,
 )
 from embodied.packet import CodecId
+from embodied.registry import DuplicateName, Registry, UnknownName, load_entry
 
 __all__ = [
+    "CODECS",
     "Codec",
     "CodecSpec",
     "CodecUnavailable",
@@ -53,11 +52,8 @@ __all__ = [
 ]
 
 
-class UnknownCodecName(KeyError, ValueError):
-    """No codec of that name; the message lists the valid ones."""
-
-    def __str__(self) -> str:  # KeyError would print the repr of the message
-        return str(self.args[0]) if self.args else ""
+#: Kept as the codec registry's name for "no such codec" (one class for every registry).
+UnknownCodecName = UnknownName
 
 
 @dataclass(frozen=True)
@@ -71,13 +67,10 @@ class CodecSpec:
     help: str = ""
 
     def load(self) -> Callable[..., Codec]:
-        if callable(self.entry):
-            return self.entry
-        module, _, attr = self.entry.partition(":")
-        return getattr(importlib.import_module(module), attr)
+        return self.entry if callable(self.entry) else load_entry(self.entry)
 
 
-_REGISTRY: dict[str, CodecSpec] = {}
+CODECS: Registry[CodecSpec] = Registry("codec")
 
 
 def register_codec(
@@ -90,29 +83,21 @@ def register_codec(
 ) -> CodecSpec:
     """Add a codec; refuses a name twice. Variants of one family may share a codec id
     (their ``model_id`` tells their packets apart)."""
-    if name in _REGISTRY:
-        raise ValueError(f"codec {name!r} is already registered ({_REGISTRY[name].entry!r})")
+    if name in CODECS:
+        raise DuplicateName(f"codec {name!r} is already registered ({CODECS.get(name).entry!r})")
     if kind not in ("image", "tokens"):
         raise ValueError(f"codec {name!r}: kind={kind!r} must be 'image' or 'tokens'")
     if isinstance(entry, str) and ":" not in entry:
         raise ValueError(f"codec {name!r}: entry {entry!r} must read 'package.module:Factory'")
-    spec = CodecSpec(name, entry, CodecId(codec_id), kind, help)
-    _REGISTRY[name] = spec
-    return spec
+    return CODECS.add(name, CodecSpec(name, entry, CodecId(codec_id), kind, help))
 
 
 def codec_names() -> list[str]:
-    return list(_REGISTRY)
+    return CODECS.names()
 
 
 def codec_spec(name: str) -> CodecSpec:
-    if name not in _REGISTRY:
-        close = difflib.get_close_matches(name, _REGISTRY, n=1)
-        hint = f" Did you mean {close[0]!r}?" if close else ""
-        raise UnknownCodecName(
-            f"unknown codec {name!r}.{hint} Valid codecs: {', '.join(_REGISTRY)}"
-        )
-    return _REGISTRY[name]
+    return CODECS.get(name)
 
 
 def make_codec(name: str, **kwargs: Any) -> Codec:
@@ -155,13 +140,10 @@ register_codec(
     kind="image",
     help="libx264 zerolatency inter frames, CBR + VBV, intra refresh; stateful",
 )
-# The learned codec lives in its own module, written against base.Codec; it is
-# listed as soon as the module exists (find_spec imports nothing of it).
-if importlib.util.find_spec("embodied.codecs.tokens") is not None:
-    register_codec(
-        "tokens",
-        "embodied.codecs.tokens:TokenCodec",
-        codec_id=CodecId.TOKENS,
-        kind="tokens",
-        help="learned 1-D visual tokens (FSQ + range coding), budget = token count k",
-    )
+register_codec(
+    "tokens",
+    "embodied.codecs.tokens:TokenCodec",
+    codec_id=CodecId.TOKENS,
+    kind="tokens",
+    help="learned 1-D visual tokens (FSQ + range coding), budget = token count k",
+)

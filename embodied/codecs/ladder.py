@@ -39,6 +39,7 @@ from embodied.codecs.base import (
     UndecodablePayload,
     check_frame,
 )
+from embodied.metrics import psnr
 from embodied.packet import CorruptPacket, max_payload_for, overhead_bytes
 
 DEFAULT_DOWNSCALES: tuple[float, ...] = (1, 2, 3, 4, 6, 8, 16)
@@ -98,11 +99,6 @@ def build_ladder(
     if len(rungs) > 256:
         raise ValueError(f"{len(rungs)} rungs do not fit the packet's one-byte budget (max 256)")
     return rungs
-
-
-def psnr(a: np.ndarray, b: np.ndarray) -> float:
-    mse = float(np.mean((a.astype(np.float32) - b.astype(np.float32)) ** 2))
-    return float("inf") if mse == 0 else 10.0 * np.log10(255.0**2 / mse)
 
 
 class LadderCodec(PacketCodec):

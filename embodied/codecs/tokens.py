@@ -7,7 +7,7 @@ One camera frame becomes one packet of ``k`` ordered FSQ tokens (the budget,
           ──arithmetic coder, prior per (position, dimension)──► payload
           ──embodied.packet (codec TOKENS, budget k, CRC keyed by model_id)──► bytes
 
-and back: packet → level indices → token ids (``sum_d code[d] · prod(levels[d+1:])``),
+and back: packet → level indices → token ids (``embodied.modelfiles.codes_to_ids``),
 and, only when asked (``decode(packet, image=True)``), the decoder ONNX's
 reconstruction. The policy consumes token ids, so the receiver normally never
 runs the image decoder and the session is opened lazily.
@@ -19,8 +19,11 @@ Why this shape:
   against ``model_id``, the prior's shape, the ONNX inputs and outputs) and
   says which file and which field is wrong, because a codec silently running
   another model's prior decodes garbage that no CRC catches.
-* ``model_id`` (from ``tokenizer.json``) seeds the packet CRC, so packets of
-  another tokenizer fail as ``CorruptPacket`` / ``ForeignModel``.
+* Two ids. The *model's* id (``spec.model_id``, from ``tokenizer.json``: the
+  encoder's hash) is what a policy checks its tokens against. The *stream* id
+  (``TokenCodec.model_id``, a hash of ``identity()``: model id and entropy coder)
+  seeds the packet CRC, so packets of another tokenizer, or of the same tokenizer
+  with another coder, fail as ``CorruptPacket`` / ``ForeignModel``.
 * Bits are real: ``EncodedFrame.bits == 8 * len(packet)``, header included;
   the coder (``embodied.entropy``) is byte-exact, at most 7 bits of padding
   per frame, so one token costs ``8`` header bytes + about its information
@@ -38,11 +41,8 @@ Why this shape:
 
 from __future__ import annotations
 
-import hashlib
-import json
-import math
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -58,22 +58,39 @@ from embodied.codecs.base import (
     check_frame,
 )
 from embodied.entropy import CategoricalTables, EntropyCoder, EntropyDecodeError, get_coder
-from embodied.packet import CodecId, PacketHeader, max_payload_for, overhead_bytes
+from embodied.modelfiles import (
+    DECODER_IO,
+    DECODER_ONNX,
+    DEFAULT_TOKENIZER,
+    ENCODER_IO,
+    ENCODER_ONNX,
+    PRIOR_NPY,
+    TOKENIZER_FILES,
+    TOKENIZER_JSON,
+    TokenizerModelError,
+    TokenizerSpec,
+    check_io,
+    codes_to_ids,
+    encoder_model_id,
+    ids_to_codes,
+    shipped,
+)
+from embodied.packet import CodecId, PacketHeader, max_payload_for, model_hash, overhead_bytes
+from embodied.providers import ProviderUnavailableError, UnknownProviderError, make_session
 
 #: The shipped task-oriented tokenizer (written by training, see docs/models.md).
-DEFAULT_MODEL_DIR = Path(__file__).resolve().parent.parent / "models" / "tok-task"
+DEFAULT_MODEL_DIR = shipped(DEFAULT_TOKENIZER)
+#: the coder whose packets the shipped numbers were measured with
+DEFAULT_CODER = "arithmetic"
 
-SPEC_FILE = "tokenizer.json"
-ENCODER_FILE = "tokenizer_encoder.onnx"
-DECODER_FILE = "tokenizer_decoder.onnx"
-PRIOR_FILE = "tokenizer_prior.npy"
-MODEL_FILES = (SPEC_FILE, ENCODER_FILE, DECODER_FILE, PRIOR_FILE)
-FORMAT_VERSION = 1
-MAX_BUDGET = 255  # the packet's budget byte
-
-
-class TokenizerModelError(ValueError):
-    """A model directory that does not honour docs/models.md (foreign or malformed)."""
+# the names this module has always exported, from the contract
+SPEC_FILE, ENCODER_FILE, DECODER_FILE, PRIOR_FILE = (
+    TOKENIZER_JSON,
+    ENCODER_ONNX,
+    DECODER_ONNX,
+    PRIOR_NPY,
+)
+MODEL_FILES = TOKENIZER_FILES
 
 
 class TokenizerMissing(TokenizerModelError, CodecUnavailable):
@@ -85,106 +102,6 @@ class TokenizerMissing(TokenizerModelError, CodecUnavailable):
 
 
 # ----------------------------------------------------------------------------- model files
-
-
-@dataclass(frozen=True)
-class TokenizerSpec:
-    """``tokenizer.json``: what both ends must agree on to exchange tokens."""
-
-    name: str
-    model_id: int
-    k_max: int
-    levels: tuple[int, ...]
-    resolution: int
-    objective: str = "reconstruction"
-    format_version: int = FORMAT_VERSION
-    extra: dict[str, Any] = field(default_factory=dict, compare=False)
-
-    @property
-    def dims(self) -> int:
-        return len(self.levels)
-
-    @property
-    def vocab(self) -> int:
-        return math.prod(self.levels)
-
-    @property
-    def radix(self) -> tuple[int, ...]:
-        """Mixed-radix place values: ``id = sum_d code[d] * radix[d]``."""
-        return tuple(math.prod(self.levels[d + 1 :]) for d in range(self.dims))
-
-    @property
-    def model_id_hex(self) -> str:
-        return f"{self.model_id:08x}"
-
-    @classmethod
-    def load(cls, path: str | Path) -> TokenizerSpec:
-        path = Path(path)
-        try:
-            raw = json.loads(path.read_text())
-        except FileNotFoundError:
-            raise TokenizerModelError(
-                f"{path}: missing (expected {SPEC_FILE}, see docs/models.md)"
-            ) from None
-        except json.JSONDecodeError as err:
-            raise TokenizerModelError(f"{path}: not JSON ({err})") from None
-        if not isinstance(raw, dict) or raw.get("kind") != "tokenizer":
-            kind = raw.get("kind") if isinstance(raw, dict) else type(raw).__name__
-            raise TokenizerModelError(f"{path}: kind={kind!r}, expected 'tokenizer'")
-        if raw.get("format_version") != FORMAT_VERSION:
-            raise TokenizerModelError(
-                f"{path}: format_version={raw.get('format_version')!r}, this build reads {FORMAT_VERSION}"
-            )
-        missing = [k for k in ("name", "model_id", "k_max", "levels", "resolution") if k not in raw]
-        if missing:
-            raise TokenizerModelError(f"{path}: missing fields {missing}")
-        mid = raw["model_id"]
-        if not (
-            isinstance(mid, str)
-            and len(mid) == 8
-            and all(c in "0123456789abcdefABCDEF" for c in mid)
-        ):
-            raise TokenizerModelError(f"{path}: model_id={mid!r}, expected 8 hex characters")
-        levels = raw["levels"]
-        if not (
-            isinstance(levels, list)
-            and levels
-            and all(isinstance(v, int) and v >= 2 for v in levels)
-        ):
-            raise TokenizerModelError(f"{path}: levels={levels!r}, expected a list of ints >= 2")
-        k_max = raw["k_max"]
-        if not (isinstance(k_max, int) and 1 <= k_max <= MAX_BUDGET):
-            raise TokenizerModelError(
-                f"{path}: k_max={k_max!r}, expected 1..{MAX_BUDGET} (one budget byte)"
-            )
-        res = raw["resolution"]
-        if not (isinstance(res, int) and res > 0):
-            raise TokenizerModelError(f"{path}: resolution={res!r}, expected a positive int")
-        known = {
-            "kind",
-            "name",
-            "model_id",
-            "k_max",
-            "levels",
-            "resolution",
-            "objective",
-            "format_version",
-        }
-        return cls(
-            name=str(raw["name"]),
-            model_id=int(mid, 16),
-            k_max=k_max,
-            levels=tuple(levels),
-            resolution=res,
-            objective=str(raw.get("objective", "reconstruction")),
-            format_version=FORMAT_VERSION,
-            extra={k: v for k, v in raw.items() if k not in known},
-        )
-
-
-def encoder_model_id(encoder_path: str | Path) -> int:
-    """First 4 bytes of SHA-256 of the encoder ONNX file (docs/models.md's ``model_id``)."""
-    return int.from_bytes(hashlib.sha256(Path(encoder_path).read_bytes()).digest()[:4], "big")
 
 
 def load_prior(path: str | Path, spec: TokenizerSpec) -> np.ndarray:
@@ -234,42 +151,19 @@ def _resize(image: np.ndarray, shape: tuple[int, int], interpolation: int = -1) 
     return cv2.resize(image, (shape[1], shape[0]), interpolation=interpolation)
 
 
-def _make_session(path: Path, providers: Sequence[str] | None, threads: int):
-    """One ONNX Runtime session: ``threads`` intra-op threads, CPU unless told otherwise.
+def _open_session(path: Path, providers: Sequence[str] | None, threads: int) -> Any:
+    """One ONNX Runtime session through :func:`embodied.providers.make_session` (the
+    project's one place for providers, threads and logging); CPU unless told otherwise.
 
     One thread by default: the robot computer runs camera, codec and policy side by
     side, and for a model of a few MB more threads cost wake-ups, not time.
     """
-    import onnxruntime as ort
-
-    so = ort.SessionOptions()
-    so.intra_op_num_threads = threads
-    so.inter_op_num_threads = 1
-    so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    so.log_severity_level = 3
-    aliases = {
-        "cpu": "CPUExecutionProvider",
-        "cuda": "CUDAExecutionProvider",
-        "tensorrt": "TensorrtExecutionProvider",
-        "trt": "TensorrtExecutionProvider",
-    }
-    names = [aliases.get(p.lower(), p) for p in (providers or ["cpu"])]
     try:
-        return ort.InferenceSession(str(path), sess_options=so, providers=names)
+        return make_session(path, providers=list(providers or ["cpu"]), threads=threads)
+    except (UnknownProviderError, ProviderUnavailableError):
+        raise  # the caller's provider names, not the model, are wrong
     except Exception as err:  # onnxruntime raises its own exception types
         raise TokenizerModelError(f"{path}: ONNX Runtime cannot load it ({err})") from err
-
-
-def _check_io(sess, path: Path, inputs: dict[str, str], outputs: dict[str, str]) -> None:
-    got_in = {i.name: i.type for i in sess.get_inputs()}
-    got_out = {o.name: o.type for o in sess.get_outputs()}
-    for kind, want, got in (("input", inputs, got_in), ("output", outputs, got_out)):
-        for name, typ in want.items():
-            if got.get(name) != typ:
-                raise TokenizerModelError(
-                    f"{path}: expected {kind} {name!r} of {typ} (docs/models.md), model has {got}"
-                )
 
 
 # ----------------------------------------------------------------------------- results
@@ -354,25 +248,34 @@ class TokenCodec(PacketCodec):
         self.coder: EntropyCoder = get_coder(coder)
         self.providers = tuple(providers) if providers else ("cpu",)
         self.threads = int(threads)
-        self._encoder = _make_session(self.model_dir / ENCODER_FILE, self.providers, self.threads)
-        _check_io(
-            self._encoder,
-            self.model_dir / ENCODER_FILE,
-            {"image": "tensor(uint8)"},
-            {"codes": "tensor(int64)", "token_ids": "tensor(int64)"},
-        )
-        self._decoder = None  # opened on the first image decode
+        path = self.model_dir / ENCODER_FILE
+        self._encoder = _open_session(path, self.providers, self.threads)
+        check_io(self._encoder, path, ENCODER_IO, TokenizerModelError)
+        self._decoder: Any = None  # opened on the first image decode
         self._levels = np.asarray(self.spec.levels, dtype=np.int64)
-        self._radix = np.asarray(self.spec.radix, dtype=np.int64)
 
     # ------------------------------------------------------------------ identity
 
     @property
     def model_id(self) -> int:
-        """The tokenizer's ``model_id`` (encoder hash), the key of every packet's CRC."""
-        return self.spec.model_id
+        """The stream id that keys every packet's CRC: a hash of :meth:`identity`, i.e. of
+        the tokenizer's weights *and* the entropy coder.
+
+        Two coders write different bytes for the same tokens, so a receiver running the
+        other coder must refuse the packet (``CorruptPacket`` / ``ForeignModel``) rather than
+        decode garbage. This is not the *model's* id: a policy checks the tokenizer it was
+        trained on with ``spec.model_id`` / :attr:`tokenizer_model_id` (the encoder's hash,
+        ``policy.json``'s ``tokenizer_model_id``), which does not depend on the coder.
+        """
+        return model_hash(self.identity())
+
+    @property
+    def tokenizer_model_id(self) -> str:
+        """The model's id as ``policy.json`` records it (8 hex digits of the encoder hash)."""
+        return self.spec.model_id_hex
 
     def identity(self) -> str:
+        """What both ends must share to decode: tokenizer name, weights hash and coder."""
         return f"tokenizer/{self.spec.name}/{self.spec.model_id_hex}/{self.coder.name}"
 
     @property
@@ -418,7 +321,7 @@ class TokenCodec(PacketCodec):
             # Another camera size: average down (or interpolate up) to the model's input.
             batch = np.stack([_resize(f, self._native, cv2.INTER_AREA) for f in batch])
         codes, ids = self._encoder.run(
-            ["codes", "token_ids"], {"image": np.ascontiguousarray(batch)}
+            ENCODER_IO.output_names, {ENCODER_IO.input_names[0]: np.ascontiguousarray(batch)}
         )
         want = (len(batch), self.spec.k_max, self.spec.dims)
         if codes.shape != want or np.any(codes < 0) or np.any(codes >= self._levels):
@@ -434,31 +337,25 @@ class TokenCodec(PacketCodec):
         resizes them to ``frame_shape``.
         """
         if self._decoder is None:
-            sess = _make_session(self.model_dir / DECODER_FILE, self.providers, self.threads)
-            _check_io(
-                sess,
-                self.model_dir / DECODER_FILE,
-                {"token_ids": "tensor(int64)", "budget": "tensor(int64)"},
-                {"image": "tensor(uint8)"},
-            )
+            path = self.model_dir / DECODER_FILE
+            sess = _open_session(path, self.providers, self.threads)
+            check_io(sess, path, DECODER_IO, TokenizerModelError)
             self._decoder = sess
         ids = np.asarray(token_ids, dtype=np.int64)
         one = ids.ndim == 1
         ids = ids[None] if one else ids
         b = np.broadcast_to(np.asarray(budget, dtype=np.int64), (len(ids),)).copy()
-        (img,) = self._decoder.run(["image"], {"token_ids": np.ascontiguousarray(ids), "budget": b})
+        feed = dict(zip(DECODER_IO.input_names, (np.ascontiguousarray(ids), b), strict=True))
+        (img,) = self._decoder.run(DECODER_IO.output_names, feed)
         return img[0] if one else img
 
     # ------------------------------------------------------------------ ids ⇄ codes
 
     def ids_to_codes(self, token_ids: np.ndarray) -> np.ndarray:
-        ids = np.asarray(token_ids, dtype=np.int64)
-        if np.any(ids < 0) or np.any(ids >= self.spec.vocab):
-            raise ValueError(f"token ids must be in 0..{self.spec.vocab - 1}")
-        return (ids[..., None] // self._radix) % self._levels
+        return ids_to_codes(token_ids, self.spec.levels)
 
     def codes_to_ids(self, codes: np.ndarray) -> np.ndarray:
-        return (np.asarray(codes, dtype=np.int64) * self._radix).sum(-1)
+        return codes_to_ids(codes, self.spec.levels)
 
     # ------------------------------------------------------------------ entropy coding
 

@@ -18,6 +18,7 @@ from typing import Literal
 
 from embodied.link import synthetic
 from embodied.link.traces import Trace, read_trace
+from embodied.registry import Registry
 
 TRACES_DIR = Path(__file__).resolve().parent.parent / "traces"
 MEASURED_SCALE = 1.0 / 64.0
@@ -91,14 +92,13 @@ SYNTHETIC: tuple[TraceEntry, ...] = tuple(
 
 SHIPPED: tuple[TraceEntry, ...] = SYNTHETIC + MEASURED
 
+#: the shipped traces by name (refuses a name twice; unknown names get "did you mean")
+TRACES: Registry[TraceEntry] = Registry("trace")
+for _e in SHIPPED:
+    TRACES.add(_e.name, _e)
+
 
 def entry(name: str) -> TraceEntry:
-    for e in SHIPPED:
-        if e.name == name:
-            return e
-    import difflib
-
-    names = [e.name for e in SHIPPED]
-    close = difflib.get_close_matches(name, names, n=1)
-    hint = f" Did you mean {close[0]!r}?" if close else ""
-    raise KeyError(f"unknown trace {name!r}.{hint} Shipped: {', '.join(names)}")
+    """The shipped trace ``name``; :class:`~embodied.registry.UnknownName` (a ``KeyError``)
+    lists the valid ones."""
+    return TRACES.get(name)

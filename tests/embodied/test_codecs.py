@@ -19,10 +19,11 @@ from embodied.codecs import (
     make_codec,
     register_codec,
 )
-from embodied.codecs.bench import main as bench_main
-from embodied.codecs.bench import synthetic_frames
-from embodied.codecs.ladder import LadderCodec, psnr
+from embodied.codecs.ladder import LadderCodec
+from embodied.metrics import psnr
 from embodied.packet import CodecId, PacketError, bits, decode_packet, overhead_bytes
+from embodied_tools.bench_codecs import main as bench_main
+from embodied_tools.bench_codecs import synthetic_frames
 
 NAMES = codec_names()
 FRAMES = synthetic_frames(10)

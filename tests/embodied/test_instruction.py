@@ -183,9 +183,9 @@ def test_shipped_cache_covers_the_suite_and_is_current(st_model):
     If this fails after editing the suite's instructions, rebuild it with
     ``python -m policies.export_instruction --out embodied/models/instruction --cache-only``.
     """
-    from embodied.policy import SHIPPED_INSTRUCTION_DIR
+    from embodied.modelfiles import INSTRUCTION_CACHE, INSTRUCTION_DIR
 
-    cache = EmbeddingCache.load(SHIPPED_INSTRUCTION_DIR / "instruction_cache.json")
+    cache = EmbeddingCache.load(INSTRUCTION_DIR / INSTRUCTION_CACHE)
     texts = suite_instructions()
     assert set(cache.phrases()) == set(texts)
     ref = reference_embeddings(texts, st_model)

@@ -9,11 +9,9 @@ shipped ``embodied/models/tok-task`` exists, every test runs on it too.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 import shutil
-import warnings
 from pathlib import Path
 
 import numpy as np
@@ -34,122 +32,17 @@ from embodied.packet import (
     bits,
     overhead_bytes,
 )
+from tests.fixtures.tiny_models import build_tokenizer_dir, make_frames
 
 LEVELS = (8, 5, 5, 5)
 K_MAX = 16
 RES = 64
 
 
-def make_frames(n: int, seed: int = 0, res: int = RES) -> np.ndarray:
-    """Camera-like frames: a gradient plus a few rectangles at seed-driven places."""
-    rng = np.random.default_rng(seed)
-    yy, xx = np.mgrid[0:res, 0:res].astype(np.float32)
-    base = np.stack([xx * 3 + 20, yy * 2.5 + 30, (xx + yy) + 60], -1)
-    out = []
-    for _ in range(n):
-        img = base.copy()
-        for color in ((220, 40, 40), (40, 180, 60), (30, 30, 200)):
-            y, x = rng.integers(0, res - 16, 2)
-            h, w = rng.integers(6, 16, 2)
-            img[y : y + h, x : x + w] = color
-        img += rng.normal(0, 3, img.shape)
-        out.append(np.clip(img, 0, 255).astype(np.uint8))
-    return np.stack(out)
-
-
-def build_model_dir(
-    path: Path,
-    *,
-    seed: int = 0,
-    k_max: int = K_MAX,
-    levels: tuple[int, ...] = LEVELS,
-    res: int = RES,
-    name: str = "tok-test",
-) -> Path:
-    """Write tokenizer.json + encoder/decoder ONNX + prior honouring docs/models.md."""
-    torch = pytest.importorskip("torch")
-    from torch import nn
-
-    torch.set_num_threads(1)
-    torch.manual_seed(seed)
-    dims = len(levels)
-    L = torch.tensor(levels, dtype=torch.float32)
-    radix = torch.tensor([math.prod(levels[d + 1 :]) for d in range(dims)], dtype=torch.int64)
-
-    class Encoder(nn.Module):
-        def __init__(self) -> None:
-            super().__init__()
-            self.conv = nn.Conv2d(3, 8, 8, stride=8)
-            self.proj = nn.Linear(8 * (res // 8) ** 2, k_max * dims)
-
-        def forward(self, image):
-            x = image.permute(0, 3, 1, 2).float() / 127.5 - 1
-            z = self.proj(torch.relu(self.conv(x)).flatten(1)).view(-1, k_max, dims)
-            codes = torch.round(torch.sigmoid(2 * z) * (L - 1)).long()  # FSQ round
-            return codes, (codes * radix).sum(-1)
-
-    class Decoder(nn.Module):
-        def __init__(self) -> None:
-            super().__init__()
-            self.proj = nn.Linear(k_max * dims, 3 * (res // 4) ** 2)
-
-        def forward(self, token_ids, budget):
-            codes = torch.div(token_ids.unsqueeze(-1), radix, rounding_mode="floor") % L.long()
-            values = codes.float() / (L - 1) * 2 - 1
-            keep = torch.arange(k_max).unsqueeze(0) < budget.unsqueeze(1)
-            values = values * keep.unsqueeze(-1).float()
-            small = torch.sigmoid(self.proj(values.flatten(1))).view(-1, 3, res // 4, res // 4)
-            img = nn.functional.interpolate(small, scale_factor=4.0, mode="nearest")
-            return torch.round(img * 255).to(torch.uint8).permute(0, 2, 3, 1)
-
-    path.mkdir(parents=True, exist_ok=True)
-    enc, dec = Encoder().eval(), Decoder().eval()
-    frames = torch.from_numpy(make_frames(64, seed=seed + 100, res=res))
-    with warnings.catch_warnings():  # the legacy exporter warns it is legacy
-        warnings.simplefilter("ignore", DeprecationWarning)
-        torch.onnx.export(
-            enc,
-            (frames[:2],),
-            str(path / "tokenizer_encoder.onnx"),
-            input_names=["image"],
-            output_names=["codes", "token_ids"],
-            dynamic_axes={"image": {0: "B"}, "codes": {0: "B"}, "token_ids": {0: "B"}},
-            opset_version=17,
-            dynamo=False,
-        )
-        ids = torch.zeros(2, k_max, dtype=torch.int64)
-        torch.onnx.export(
-            dec,
-            (ids, torch.tensor([1, k_max])),
-            str(path / "tokenizer_decoder.onnx"),
-            input_names=["token_ids", "budget"],
-            output_names=["image"],
-            dynamic_axes={"token_ids": {0: "B"}, "budget": {0: "B"}, "image": {0: "B"}},
-            opset_version=17,
-            dynamo=False,
-        )
-    # A peaked prior, as training learns it: the codes' own histogram, lightly smoothed.
-    with torch.no_grad():
-        codes = enc(frames)[0].numpy()
-    prior = np.zeros((k_max, dims, max(levels)))
-    for d, n in enumerate(levels):
-        counts = np.stack([np.bincount(codes[:, k, d], minlength=n) for k in range(k_max)])
-        p = counts + 0.05
-        prior[:, d, :n] = p / p.sum(-1, keepdims=True)
-    np.save(path / "tokenizer_prior.npy", prior)
-    model_id = hashlib.sha256((path / "tokenizer_encoder.onnx").read_bytes()).hexdigest()[:8]
-    spec = {
-        "kind": "tokenizer",
-        "name": name,
-        "model_id": model_id,
-        "k_max": k_max,
-        "levels": list(levels),
-        "resolution": res,
-        "objective": "reconstruction",
-        "format_version": 1,
-    }
-    (path / "tokenizer.json").write_text(json.dumps(spec))
-    return path
+def build_model_dir(path: Path, **kw) -> Path:
+    """A tokenizer directory of docs/models.md built with torch (skips without it)."""
+    pytest.importorskip("torch")
+    return build_tokenizer_dir(path, **{"k_max": K_MAX, "levels": LEVELS, "res": RES, **kw})
 
 
 @pytest.fixture(scope="module")
@@ -380,7 +273,7 @@ def test_shipped_sixteen_tokens_beat_the_smallest_jpeg_tenfold():
 
 
 def test_rd_report_smoke(tiny_dir, tmp_path):
-    from embodied.rd import main as rd_main
+    from embodied_tools.rd import main as rd_main
 
     np.save(tmp_path / "f.npy", make_frames(6, seed=11))
     out = tmp_path / "rd"

@@ -63,7 +63,7 @@ def load_frames(frames: str | None, data: str | None, n: int, shape: tuple[int, 
         if not out:
             raise SystemExit(f"{data}: no episodes")
         return np.stack(out[:n])
-    from embodied.codecs.bench import synthetic_frames
+    from embodied_tools.bench_codecs import synthetic_frames
 
     return np.stack(synthetic_frames(n, shape))
 

@@ -12,9 +12,9 @@ little each frame) until the sim dataset exists.
 
 Examples::
 
-    embodied bench-codecs
-    embodied bench-codecs --codecs jpeg webp --targets 100 300 1000 --size 64
-    embodied bench-codecs --frames frames.npy --json out.json
+    embodied bench codecs
+    embodied bench codecs --codecs jpeg webp --targets 100 300 1000 --size 64
+    embodied bench codecs --frames frames.npy --json out.json
 """
 
 from __future__ import annotations
@@ -35,6 +35,7 @@ from embodied.codecs import (
     make_codec,
 )
 from embodied.codecs.base import Codec
+from embodied.metrics import psnr
 
 
 def synthetic_frames(
@@ -63,11 +64,6 @@ def synthetic_frames(
         img += rng.normal(0.0, 3.0, img.shape)
         frames.append(np.clip(img, 0, 255).astype(np.uint8))
     return frames
-
-
-def _psnr(a: np.ndarray, b: np.ndarray) -> float:
-    mse = float(np.mean((a.astype(np.float32) - b.astype(np.float32)) ** 2))
-    return 99.0 if mse == 0 else 10.0 * float(np.log10(255.0**2 / mse))
 
 
 def smallest_packet(codec: Codec, frames: Sequence[np.ndarray]) -> int:
@@ -100,7 +96,7 @@ def run_codec(codec: Codec, frames: Sequence[np.ndarray], target: int | None) ->
         sizes.append(len(enc.packet))
         met += enc.target_met
         if dec.image is not None:
-            quality.append(_psnr(dec.image, frame))
+            quality.append(psnr(dec.image, frame))
     return {
         "target_bytes": -1 if target is None else target,
         "mean_bytes": float(np.mean(sizes)),
@@ -113,7 +109,7 @@ def run_codec(codec: Codec, frames: Sequence[np.ndarray], target: int | None) ->
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="embodied bench-codecs", description=__doc__.split("\n")[0]
+        prog="embodied bench codecs", description=__doc__.split("\n")[0]
     )
     parser.add_argument(
         "--codecs", nargs="*", default=None, help=f"default: all ({', '.join(codec_names())})"

@@ -24,19 +24,27 @@ from pathlib import Path
 
 import numpy as np
 
-from embodied.policy import ONNX_FILES, OnnxPolicy, PolicySpec
+from embodied.modelfiles import (
+    DEFAULT_POLICY,
+    MODELS_DIR,
+    POLICY_IO,
+    POLICY_ONNX,
+    PolicySpec,
+    shipped,
+    shipped_names,
+)
+from embodied.policy import OnnxPolicy
 
 TARGET_P50_MS = 2.0
 TARGET_P99_MS = 5.0
-MODELS_DIR = Path(__file__).resolve().parent / "models"
 
 
 def _default_model_dir() -> Path | None:
     """The shipped vision policy (``vla-task``), else the first policy found."""
-    if (MODELS_DIR / "vla-task" / "policy.json").is_file():
-        return MODELS_DIR / "vla-task"
-    found = sorted(MODELS_DIR.glob("*/policy.json")) if MODELS_DIR.is_dir() else []
-    return found[0].parent if found else None
+    names = shipped_names("policy")
+    if not names:
+        return None
+    return shipped(DEFAULT_POLICY if DEFAULT_POLICY in names else names[0])
 
 
 def _observation(spec: PolicySpec, budget: int, rng: np.random.Generator) -> dict:
@@ -71,13 +79,15 @@ def bench_one(
             step_ns.append(time.perf_counter_ns() - t0)
         # the bare model call on a prepared feed, to show what validation costs
         s = policy.spec
-        feed = {
-            "token_ids": np.zeros((1, s.k_max), np.int64),
-            "budget": np.array([k], np.int64),
-            "instruction": np.asarray(obs[0]["instruction"], np.float32)[None],
-            "proprio": np.asarray(obs[0]["proprio"], np.float32)[None],
-        }
-        feed["token_ids"][0, :k] = obs[0]["token_ids"]
+        token_ids = np.zeros((1, s.k_max), np.int64)
+        token_ids[0, :k] = obs[0]["token_ids"]
+        values = (
+            token_ids,
+            np.array([k], np.int64),
+            np.asarray(obs[0]["instruction"], np.float32)[None],
+            np.asarray(obs[0]["proprio"], np.float32)[None],
+        )
+        feed = dict(zip(POLICY_IO.input_names, values, strict=True))
         model_ns: list[int] = []
         for _ in range(max(iters // 4, 10)):
             t0 = time.perf_counter_ns()
@@ -123,7 +133,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             file=sys.stderr,
         )
         return 2
-    spec = PolicySpec.load(model_dir / "policy.json")
+    spec = PolicySpec.load(model_dir)
     budgets = [int(b) for b in args.budgets.split(",") if b.strip()]
     skipped = [b for b in budgets if not spec.budget_min <= b <= spec.budget_max]
     budgets = [b for b in budgets if b not in skipped]
@@ -144,8 +154,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             continue
         chain = [full] if full == CPU else [full, CPU]
         for prec in [p.strip() for p in args.precisions.split(",") if p.strip()]:
-            if not (model_dir / ONNX_FILES.get(prec, "?")).is_file():
-                print(f"{prec}: {ONNX_FILES.get(prec, prec)} not in {model_dir}, skipped")
+            if not (model_dir / POLICY_ONNX.get(prec, "?")).is_file():
+                print(f"{prec}: {POLICY_ONNX.get(prec, prec)} not in {model_dir}, skipped")
                 continue
             policy = OnnxPolicy(model_dir, precision=prec, providers=chain, threads=args.threads)
             if policy.provider != full:

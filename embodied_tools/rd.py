@@ -51,10 +51,12 @@ from typing import Any
 
 import numpy as np
 
+from embodied.metrics import PSNR_CAP, psnr
+from embodied.modelfiles import shipped, shipped_names
+
 DEFAULT_BUDGETS = (1, 2, 4, 8, 16, 32, 64)
 DEFAULT_CODECS = ("jpeg", "webp", "h264-intra", "h264", "raw")
 H264_QPS = (51, 45, 39, 33, 27, 21)
-PSNR_CAP = 100.0  # dB for a lossless frame (raw at full size), keeps means finite
 
 
 # ----------------------------------------------------------------------------- frames
@@ -99,11 +101,6 @@ def npy_clips(path: str | Path, clip_len: int) -> list[np.ndarray]:
 
 
 # ----------------------------------------------------------------------------- points
-
-
-def psnr(a: np.ndarray, b: np.ndarray) -> float:
-    mse = float(np.mean((a.astype(np.float32) - b.astype(np.float32)) ** 2))
-    return PSNR_CAP if mse == 0 else min(PSNR_CAP, 10.0 * math.log10(255.0**2 / mse))
 
 
 @dataclass
@@ -430,8 +427,7 @@ def grid(
 
 def default_tokenizers() -> list[Path]:
     """Every shipped tokenizer directory (``embodied/models/*/tokenizer.json``)."""
-    root = Path(__file__).resolve().parent / "models"
-    return sorted(p.parent for p in root.glob("*/tokenizer.json"))
+    return [shipped(n) for n in shipped_names("tokenizer")]
 
 
 def main(argv: Sequence[str] | None = None) -> int:
