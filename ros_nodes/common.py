@@ -13,7 +13,6 @@ import os
 import signal
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -39,6 +38,7 @@ from sensor_msgs.msg import Image
 from std_msgs.msg import Float32MultiArray, Float64MultiArray, MultiArrayDimension, MultiArrayLayout
 
 from embodied.control.base import SettingSpec
+from embodied.modelfiles import MODELS_DIR as SHIPPED_MODELS
 from ros_nodes.wire import (
     ACTION_LABEL,
     FEEDBACK_FIELDS,
@@ -50,7 +50,6 @@ from ros_nodes.wire import (
 )
 
 #: The shipped models (written by the training pipeline); node parameters default here.
-SHIPPED_MODELS = Path(__file__).resolve().parent.parent / "embodied" / "models"
 DEFAULT_TOKENIZER_DIR = SHIPPED_MODELS / "tok-task"
 DEFAULT_POLICY_DIR = SHIPPED_MODELS / "vla-task"
 

@@ -28,7 +28,8 @@ from typing import Any
 
 import numpy as np
 
-MODELS_DIR = Path(__file__).resolve().parent.parent / "embodied" / "models"
+from embodied.modelfiles import MODELS_DIR
+
 RAW_BITS_64 = 64 * 64 * 3 * 8
 
 # Which policy acts on which tokenizer's tokens, by default.
