@@ -83,6 +83,14 @@ class OnnxIO:
         """``dynamic_axes`` for ``torch.onnx.export``: axis 0 of every input and output is B."""
         return {n: {0: "B"} for n in (*self.input_names, *self.output_names)}
 
+    def export_kwargs(self) -> dict[str, Any]:
+        """The names and dynamic batch axes as ``torch.onnx.export`` keywords."""
+        return {
+            "input_names": self.input_names,
+            "output_names": self.output_names,
+            "dynamic_axes": self.dynamic_batch(),
+        }
+
 
 _I64, _U8, _F32 = "tensor(int64)", "tensor(uint8)", "tensor(float)"
 #: tokenizer encoder: image uint8 [B, H, W, 3] → codes int64 [B, k_max, D], token_ids [B, k_max]
@@ -293,8 +301,11 @@ class TokenizerSpec:
         }
 
     def write(self, directory: str | Path) -> Path:
-        """Write ``<directory>/tokenizer.json``; returns its path."""
-        return _write_json(Path(directory) / TOKENIZER_JSON, self.to_dict())
+        """Write ``<directory>/tokenizer.json`` (validated first: what is written reads back
+        as this spec); returns its path."""
+        path = Path(directory) / TOKENIZER_JSON
+        TokenizerSpec.from_dict(self.to_dict(), str(path))
+        return _write_json(path, self.to_dict())
 
 
 GROUNDINGS = ("mlp", "task-belief")
@@ -389,8 +400,11 @@ class PolicySpec:
         return d
 
     def write(self, directory: str | Path) -> Path:
-        """Write ``<directory>/policy.json``; returns its path."""
-        return _write_json(Path(directory) / POLICY_JSON, self.to_dict())
+        """Write ``<directory>/policy.json`` (validated first: what is written reads back as
+        this spec); returns its path."""
+        path = Path(directory) / POLICY_JSON
+        PolicySpec.from_dict(self.to_dict(), str(path))
+        return _write_json(path, self.to_dict())
 
     def metadata(self) -> dict[str, str]:
         """What the exporter writes into ``metadata_props`` (strings, as ONNX stores them)."""

@@ -20,13 +20,12 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import torch
 from torch import nn
 from torch.nn import functional as F
 
-
-def mixed_radix(levels: list[int]) -> list[int]:
-    return [math.prod(levels[d + 1 :]) for d in range(len(levels))]
+from embodied.modelfiles import mixed_radix
 
 
 class FSQ(nn.Module):
@@ -218,3 +217,14 @@ class DecoderExport(nn.Module):
         mask = self.tok.prefix_mask(budget)
         img = self.tok.decoder(self.tok.fsq.values(codes), mask)
         return torch.round(img.permute(0, 2, 3, 1) * 255.0).clamp(0, 255).to(torch.uint8)
+
+
+@torch.no_grad()
+def encode_all(tok: Tokenizer, frames: np.ndarray, batch: int = 512) -> np.ndarray:
+    """Integer codes ``[N, k_max, D]`` of uint8 frames ``[N, H, W, 3]``, in batches."""
+    tok.eval()
+    out = []
+    for i in range(0, len(frames), batch):
+        _, _, codes = tok.encode(to_input(torch.from_numpy(frames[i : i + batch])))
+        out.append(codes.numpy().astype(np.int64))
+    return np.concatenate(out)

@@ -13,10 +13,11 @@ import pytest
 torch = pytest.importorskip("torch")
 ort = pytest.importorskip("onnxruntime")
 
+from embodied.modelfiles import MODELS_DIR  # noqa: E402
+from policies.export import export_tokenizer  # noqa: E402
 from policies.tokenizer import Tokenizer, to_input  # noqa: E402
-from policies.train import export_tokenizer  # noqa: E402
 
-MODELS = Path(__file__).resolve().parents[2] / "embodied" / "models"
+MODELS = MODELS_DIR
 
 
 def _frames(n_seeds: int = 3, steps: int = 8) -> np.ndarray:

@@ -11,13 +11,14 @@ import pytest
 torch = pytest.importorskip("torch")
 
 from policies.data import DemoArrays  # noqa: E402
-from policies.train import InstructionPool, _budgets_for_batch  # noqa: E402
+from policies.train.common import budgets_for_batch  # noqa: E402
+from policies.train.instructions import InstructionPool  # noqa: E402
 from sim.suite import TASKS  # noqa: E402
 
 
 def test_budget_mix_covers_every_budget_and_the_full_one():
     rng = np.random.default_rng(0)
-    draws = [_budgets_for_batch(rng, 64, 64) for _ in range(2000)]
+    draws = [budgets_for_batch(rng, 64, 64) for _ in range(2000)]
     full = np.mean([cap == 64 and (b == 64).all() for b, cap in draws])
     assert 0.1 < full < 0.2  # p_full = 0.15: the uncompressed reference is trained directly
     short = np.mean([cap <= 8 for _, cap in draws])
@@ -87,7 +88,7 @@ def _inputs(b: int, instruction):
 
 
 def test_task_belief_policy_language_paths():
-    from policies.train import language_loss
+    from policies.train.common import language_loss
 
     p = _belief_policy()
     e = torch.nn.functional.normalize(torch.randn(3, 384), dim=-1)
@@ -119,8 +120,8 @@ def test_task_belief_policy_language_paths():
 
 def test_task_belief_policy_exports_and_reloads(tmp_path):
     ort = pytest.importorskip("onnxruntime")
+    from policies.export import export_policy, load_policy
     from policies.tokenizer import Tokenizer
-    from policies.train import export_policy, load_policy
 
     tok = Tokenizer(k_max=8)
     p = _belief_policy()
@@ -156,7 +157,8 @@ def test_task_belief_policy_exports_and_reloads(tmp_path):
 def test_language_stage_keeps_the_trained_policy_and_adds_a_belief(tmp_path):
     """`embodied train language`: an MLP-grounded policy becomes a task-belief one, every other
     tensor carried over (here on the blind path, which needs no tokenizer)."""
-    from policies.train import load_policy, train_policy
+    from policies.export import load_policy
+    from policies.train import train_policy
 
     data = _demo(["drawer-close"] * 20 + ["faucet-open"] * 20)
     a, b = tmp_path / "a", tmp_path / "b"
