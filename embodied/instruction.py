@@ -31,12 +31,14 @@ from pathlib import Path
 
 import numpy as np
 
+from embodied.modelfiles import INSTRUCTION_CACHE
+
 log = logging.getLogger(__name__)
 
 ENCODER_ID = "sentence-transformers/all-MiniLM-L6-v2"
 INSTRUCTION_DIM = 384
 MAX_SEQ_LENGTH = 256  # sentence-transformers' max_seq_length for this model
-CACHE_FILENAME = "instruction_cache.json"
+CACHE_FILENAME = INSTRUCTION_CACHE
 ENCODER_FILENAMES = ("instruction_encoder_int8.onnx", "instruction_encoder.onnx")
 TOKENIZER_FILENAME = "instruction_tokenizer.json"
 

@@ -172,12 +172,18 @@ class OnnxPolicy:
                 f"{self.onnx_path}: inputs {sorted(ins)} / outputs {sorted(outs)}; a policy has "
                 f"inputs {POLICY_IO.input_names} and output {_OUTPUT!r} (docs/models.md)"
             )
-        want = {
-            "token_ids": ("tensor(int64)", [None, s.k_max]),
-            "budget": ("tensor(int64)", [None]),
-            "instruction": (None, [None, s.instruction_dim]),
-            "proprio": (None, [None, s.proprio_dim]),
-        }
+        want = dict(
+            zip(
+                POLICY_IO.input_names,  # token_ids, budget, instruction, proprio
+                (
+                    ("tensor(int64)", [None, s.k_max]),
+                    ("tensor(int64)", [None]),
+                    (None, [None, s.instruction_dim]),  # float32, or float16 inside fp16 files
+                    (None, [None, s.proprio_dim]),
+                ),
+                strict=True,
+            )
+        )
         for name, (dtype, shape) in want.items():
             i = ins[name]
             if dtype is not None and i.type != dtype:
@@ -388,11 +394,10 @@ class OnnxPolicy:
     def _run(
         self, tokens: np.ndarray, budget: np.ndarray, instr: np.ndarray, proprio: np.ndarray
     ) -> np.ndarray:
+        values = (tokens, budget, instr, proprio)
         feed = {
-            "token_ids": tokens,
-            "budget": budget,
-            "instruction": instr.astype(self._float_types["instruction"], copy=False),
-            "proprio": proprio.astype(self._float_types["proprio"], copy=False),
+            name: v.astype(self._float_types[name], copy=False) if v.dtype.kind == "f" else v
+            for name, v in zip(POLICY_IO.input_names, values, strict=True)
         }
         out = self.session.run([_OUTPUT], feed)[0]
         actions = np.asarray(out, dtype=np.float32)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from embodied.modelfiles import PolicySpec
+from embodied.modelfiles import CHECKPOINT, PolicySpec
 from policies.export import ship
 from policies.train.common import BLIND_STEPS, LANGUAGE_STEPS, POLICY_STEPS, TASK_STEPS
 from policies.train.data import degraded_frames, load_data
@@ -30,7 +30,7 @@ def run_all(a: argparse.Namespace) -> None:
 
     def todo(*names: str) -> bool:
         """With --resume, a stage whose exported files are all there is not run again."""
-        done = all((runs / n / "model.pt").exists() and any((runs / n).glob("*.onnx"))
+        done = all((runs / n / CHECKPOINT).exists() and any((runs / n).glob("*.onnx"))
                    for n in names)  # fmt: skip
         if a.resume and done:
             print(f"  --resume: {', '.join(names)} already trained, skipped")

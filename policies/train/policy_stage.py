@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from embodied.modelfiles import CHECKPOINT
 from policies.data import DemoArrays, split_by_episode
 from policies.export import export_policy, load_tokenizer
 from policies.tokenizer import Tokenizer, encode_all
@@ -66,7 +67,7 @@ def train_policy(
                        tasks=data.tasks if grounding == "belief" else ())  # fmt: skip
     if init is not None:  # fine-tune: every tensor whose name and shape match
         own = policy.state_dict()
-        old = torch.load(Path(init) / "model.pt", weights_only=True)
+        old = torch.load(Path(init) / CHECKPOINT, weights_only=True)
         keep = {n: v for n, v in old.items() if n in own and own[n].shape == v.shape}
         policy.load_state_dict(keep, strict=False)
         print(f"  initialised {len(keep)}/{len(own)} tensors from {init}")
@@ -112,6 +113,6 @@ def train_policy(
         if step % 50 == 0 or step == steps - 1:
             bar.set_postfix(bc=f"{bc.item():.4f}", lang=f"{lang.item():.3f}", k=k)
             log(step=step, bc=bc.item(), lang=lang.item(), cap=k, lr=opt.param_groups[0]["lr"])
-    torch.save(policy.state_dict(), out / "model.pt")
+    torch.save(policy.state_dict(), out / CHECKPOINT)
     export_policy(policy, tok, out, name, tokenizer_dir, blind, *instr.cache_entries())
     return policy

@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from embodied.modelfiles import CHECKPOINT
 from policies.data import DemoArrays, split_by_episode
 from policies.export import export_policy, export_tokenizer, load_policy, load_tokenizer
 from policies.tokenizer import Tokenizer, encode_all, recon_loss, saturation_penalty, to_input
@@ -99,9 +100,9 @@ def train_task(
                 recon=rl.item())  # fmt: skip
     out_tok.mkdir(parents=True, exist_ok=True)
     out_pol.mkdir(parents=True, exist_ok=True)
-    torch.save(tok.state_dict(), out_tok / "model.pt")
+    torch.save(tok.state_dict(), out_tok / CHECKPOINT)
     codes = encode_all(tok, data.frames[train_idx])
     export_tokenizer(tok, out_tok, out_tok.name, "task", codes)
-    torch.save(policy.state_dict(), out_pol / "model.pt")
+    torch.save(policy.state_dict(), out_pol / CHECKPOINT)
     export_policy(policy, tok, out_pol, out_pol.name, out_tok, False, *instr.cache_entries())
     return tok, policy

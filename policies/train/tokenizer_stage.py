@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from embodied.modelfiles import CHECKPOINT
 from policies.data import DemoArrays, split_by_episode
 from policies.export import export_tokenizer
 from policies.tokenizer import Tokenizer, encode_all, recon_loss, sample_budgets, to_input
@@ -59,7 +60,7 @@ def train_tokenizer(
             psnr = (10 * torch.log10(1 / recon_loss(o["recon"], x))).mean().item()
             log(val_budget=k, val_psnr=psnr)
             print(f"  val PSNR at k={k}: {psnr:.2f} dB")
-    torch.save(tok.state_dict(), out / "model.pt")
+    torch.save(tok.state_dict(), out / CHECKPOINT)
     codes = encode_all(tok, data.frames[train_idx])
     export_tokenizer(tok, out, name, "reconstruction", codes)
     return tok
