@@ -38,7 +38,7 @@ from bisect import bisect_right
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
-from typing import Literal, Protocol
+from typing import Any, Literal, Protocol
 
 import numpy as np
 
@@ -163,7 +163,7 @@ class CategoricalTables:
 
     @classmethod
     def uniform(cls, sizes: Sequence[int], precision: int = PRECISION) -> CategoricalTables:
-        return cls.from_probabilities([np.ones(int(k)) for k in sizes], sizes, precision)
+        return cls.from_probabilities([[1.0] * int(k) for k in sizes], sizes, precision)
 
     def __len__(self) -> int:
         return len(self.freqs)
@@ -203,7 +203,8 @@ class CategoricalTables:
 class EntropyCoder(Protocol):
     """Symbols ⇄ bytes under ``CategoricalTables``; the decoder is told the count."""
 
-    name: str
+    @property
+    def name(self) -> str: ...
 
     def encode(self, symbols: Sequence[int], tables: CategoricalTables) -> bytes: ...
 
@@ -227,6 +228,13 @@ def _shortest_bytes(low: int, width: int, bits: int) -> bytes:
     # s < 0 only when bits is not a multiple of 8: the grid is finer than the integers.
     value = ((low - 1) >> s) + 1 if s >= 0 else low << -s
     return value.to_bytes(m, "big")
+
+
+def _constriction_stream() -> Any:
+    """``constriction.stream`` (a native module without type information), imported lazily."""
+    import constriction
+
+    return constriction.stream  # pyright: ignore[reportAttributeAccessIssue]
 
 
 @dataclass(frozen=True)
@@ -300,21 +308,19 @@ class ConstrictionCoder:
     name: str = "constriction"
 
     def encode(self, symbols: Sequence[int], tables: CategoricalTables) -> bytes:
-        import constriction
-
+        stream = _constriction_stream()
         symbols = [int(s) for s in symbols]
         tables.check(symbols)
         if not symbols:
             return b""
-        enc = constriction.stream.queue.RangeEncoder()
+        enc = stream.queue.RangeEncoder()
         probs = _probability_matrix(tables)[: len(symbols)]
-        model = constriction.stream.model.Categorical(perfect=False)
+        model = stream.model.Categorical(perfect=False)
         enc.encode(np.asarray(symbols, dtype=np.int32), model, probs)
         return enc.get_compressed().astype("<u4").tobytes()
 
     def decode(self, data: bytes, n: int, tables: CategoricalTables) -> list[int]:
-        import constriction
-
+        stream = _constriction_stream()
         if n < 0 or n > len(tables):
             raise ValueError(f"n={n} outside 0..{len(tables)} (number of tables)")
         if n == 0:
@@ -324,9 +330,9 @@ class ConstrictionCoder:
         if len(data) % 4:
             raise EntropyDecodeError(f"{len(data)} bytes is not a whole number of 32-bit words")
         words = np.frombuffer(bytes(data), dtype="<u4").astype(np.uint32)
-        model = constriction.stream.model.Categorical(perfect=False)
+        model = stream.model.Categorical(perfect=False)
         try:
-            dec = constriction.stream.queue.RangeDecoder(words)
+            dec = stream.queue.RangeDecoder(words)
             out = dec.decode(model, _probability_matrix(tables)[:n])
         except Exception as err:  # constriction raises plain ValueError/RuntimeError
             raise EntropyDecodeError(f"range decoder refused the payload: {err}") from err

@@ -253,7 +253,7 @@ class InstructionEncoder:
         feed = {"input_ids": ids, "attention_mask": mask}
         if "token_type_ids" in self._input_names:
             feed["token_type_ids"] = np.asarray([e.type_ids for e in encs], dtype=np.int64)
-        tokens = self._session.run(None, feed)[0]
+        tokens = np.asarray(self._session.run(None, feed)[0])
         if tokens.ndim != 3 or tokens.shape[-1] != INSTRUCTION_DIM:
             raise InstructionError(
                 f"{self.encoder_path}: first output has shape {tokens.shape}, expected "
@@ -281,8 +281,14 @@ class InstructionEncoder:
                 )
             for t, e in zip(missing, self.embed_uncached(missing), strict=True):
                 self.cache.put(t, e)
-        out = np.stack([self.cache.get(t) for t in items]).astype(np.float32)
+        out = np.stack([self._cached(t) for t in items]).astype(np.float32)
         return out[0] if single else out
+
+    def _cached(self, text: str) -> np.ndarray:
+        hit = self.cache.get(text)
+        if hit is None:  # encode() has just put every missing phrasing
+            raise InstructionError(f"instruction cache lost the embedding of {text!r}")
+        return hit
 
     def __call__(self, text: str) -> np.ndarray:
         return self.encode(text)

@@ -108,7 +108,7 @@ def build_engine(
     workspace_mb: int = 1024,
 ) -> Path:
     """Build and write a serialized TensorRT engine (needs the ``tensorrt`` module and a GPU)."""
-    import tensorrt as trt
+    import tensorrt as trt  # pyright: ignore[reportMissingImports] (JetPack ships it)
 
     logger = trt.Logger(trt.Logger.WARNING)
     builder = trt.Builder(logger)

@@ -109,7 +109,7 @@ def run_codec(codec: Codec, frames: Sequence[np.ndarray], target: int | None) ->
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="embodied bench codecs", description=__doc__.split("\n")[0]
+        prog="embodied bench codecs", description=(__doc__ or "").split("\n")[0]
     )
     parser.add_argument(
         "--codecs", nargs="*", default=None, help=f"default: all ({', '.join(codec_names())})"

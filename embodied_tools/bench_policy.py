@@ -110,7 +110,9 @@ def bench_one(
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="embodied bench policy", description=__doc__.split("\n")[0])
+    ap = argparse.ArgumentParser(
+        prog="embodied bench policy", description=(__doc__ or "").split("\n")[0]
+    )
     ap.add_argument("--model-dir", type=Path, default=None, help="policy directory")
     ap.add_argument("--budgets", default="1,4,16,64", help="comma-separated token budgets")
     ap.add_argument("--precisions", default="fp32,fp16", help="fp32,fp16 (those present)")

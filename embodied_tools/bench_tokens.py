@@ -133,7 +133,7 @@ def run(
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="embodied bench tokens", description=__doc__.split("\n")[0]
+        prog="embodied bench tokens", description=(__doc__ or "").split("\n")[0]
     )
     parser.add_argument("--model", default=None, help="tokenizer dir (default: shipped tok-task)")
     parser.add_argument("--budgets", nargs="*", type=int, default=[1, 4, 16, 64])

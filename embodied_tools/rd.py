@@ -47,12 +47,16 @@ import sys
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from embodied.metrics import PSNR_CAP, psnr
 from embodied.modelfiles import shipped, shipped_names
+
+if TYPE_CHECKING:
+    from embodied.codecs.h264 import H264Codec
+    from embodied.codecs.ladder import LadderCodec
 
 DEFAULT_BUDGETS = (1, 2, 4, 8, 16, 32, 64)
 DEFAULT_CODECS = ("jpeg", "webp", "h264-intra", "h264", "raw")
@@ -164,7 +168,7 @@ def token_points(
     sample: tuple[int, int],
     *,
     coder: str = "arithmetic",
-    tick: Callable[[], None] = lambda: None,
+    tick: Callable[[], object] = lambda: None,
 ) -> tuple[str, list[Point], Samples]:
     """Every budget of one tokenizer: real packets (checked to decode), decoder ONNX images."""
     from embodied.codecs.tokens import TokenCodec
@@ -199,18 +203,28 @@ def token_points(
     return curve, points, samples
 
 
+def ladder_codec(name: str, **kwargs: Any) -> LadderCodec | H264Codec:
+    """``make_codec(name)`` narrowed to the pixel codecs that expose a ladder of rungs."""
+    from embodied.codecs import make_codec
+    from embodied.codecs.h264 import H264Codec
+    from embodied.codecs.ladder import LadderCodec
+
+    codec = make_codec(name, **kwargs)
+    if not isinstance(codec, LadderCodec | H264Codec):
+        raise ValueError(f"codec {name!r} has no ladder of rungs (expected a pixel codec)")
+    return codec
+
+
 def ladder_points(
     name: str,
     clips: Sequence[np.ndarray],
     sample: tuple[int, int],
     *,
     targets: Sequence[int] | None = None,
-    tick: Callable[[], None] = lambda: None,
+    tick: Callable[[], object] = lambda: None,
 ) -> tuple[list[Point], Samples]:
     """A stateless ladder codec over every rung (or per-frame searches for ``targets``)."""
-    from embodied.codecs import make_codec
-
-    codec = make_codec(name, frame_shape=clips[0].shape[1:3])
+    codec = ladder_codec(name, frame_shape=clips[0].shape[1:3])
     knobs: list[dict[str, int]] = (
         [{"budget": r.index} for r in codec.ladder()]
         if targets is None
@@ -246,15 +260,15 @@ def h264_inter_points(
     sample: tuple[int, int],
     *,
     qps: Sequence[int] = H264_QPS,
-    tick: Callable[[], None] = lambda: None,
+    tick: Callable[[], object] = lambda: None,
 ) -> tuple[list[Point], Samples]:
     """H.264 inter streams: one per clip, constant QP × downscale rung, decoded in order."""
-    from embodied.codecs import make_codec
+    from embodied.codecs.h264 import H264Codec
 
     shape = clips[0].shape[1:3]
     points, samples = [], {}
     for qp in qps:
-        codec = make_codec("h264", frame_shape=shape, qp=qp)
+        codec = H264Codec(frame_shape=shape, qp=qp)
         for rung in codec.ladder():
             acc = Accumulator()
             for c, clip in enumerate(clips):
@@ -433,9 +447,9 @@ def default_tokenizers() -> list[Path]:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="embodied rd",
-        description=__doc__.split("\n")[0],
+        description=(__doc__ or "").split("\n")[0],
         formatter_class=argparse.RawDescriptionHelpFormatter,
-        epilog="\n".join(__doc__.split("\n")[-5:]),
+        epilog="\n".join((__doc__ or "").split("\n")[-5:]),
     )
     src = parser.add_mutually_exclusive_group()
     src.add_argument("--data", default="data/demos", help="demo dataset dir (default data/demos)")
@@ -508,17 +522,15 @@ def main(argv: Sequence[str] | None = None) -> int:
             file=sys.stderr,
         )
 
-    from embodied.codecs import make_codec
-
     ladder_sizes = {}
     for name in args.codecs:
         if name == "h264":
             continue
-        c = make_codec(name, frame_shape=clips[0].shape[1:3])
+        c = ladder_codec(name, frame_shape=clips[0].shape[1:3])
         ladder_sizes[name] = len(c.ladder()) if args.targets is None else len(args.targets)
     total = len(tokenizers) * len(args.budgets) + sum(ladder_sizes.values())
     if "h264" in args.codecs:
-        total += len(args.qps) * len(make_codec("h264", frame_shape=clips[0].shape[1:3]).ladder())
+        total += len(args.qps) * len(ladder_codec("h264", frame_shape=clips[0].shape[1:3]).ladder())
     bar = tqdm(
         total=total, desc=f"rd ({n_frames} frames)", unit="pt", disable=args.no_progress or None
     )

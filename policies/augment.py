@@ -49,7 +49,9 @@ def degrade_image(frame: np.ndarray, codec: str, quality: int, scale: int) -> np
     else:
         raise ValueError(f"unknown image codec {codec!r}; valid: jpeg, webp")
     assert ok
-    dec = cv2.imdecode(buf, cv2.IMREAD_COLOR)[:, :, ::-1]
+    dec = cv2.imdecode(buf, cv2.IMREAD_COLOR)
+    assert dec is not None, f"{codec} decode failed"
+    dec = dec[:, :, ::-1]
     return _up(dec, h, w)
 
 
@@ -61,7 +63,7 @@ def degrade_episode_h264(frames: np.ndarray, kbps: float, scale: int) -> np.ndar
     enc = av.CodecContext.create("libx264", "w")
     enc.width, enc.height, enc.pix_fmt = sw, sh, "yuv420p"
     enc.time_base = Fraction(1, 30)
-    enc.framerate = 30
+    enc.framerate = Fraction(30)
     enc.bit_rate = int(kbps * 1000)
     enc.options = {
         "tune": "zerolatency", "preset": "veryfast", "profile": "baseline",

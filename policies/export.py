@@ -85,6 +85,9 @@ def export_tokenizer(
     ``tokenizer.json``, whose ``model_id`` is the encoder file's hash. Returns the json."""
     if (codes is None) == (prior is None):
         raise ValueError("give the codes to fit the prior to, or the prior itself")
+    if prior is None:
+        assert codes is not None
+        prior = fit_prior(tok, codes)
     tok.eval()
     out.mkdir(parents=True, exist_ok=True)
     r = tok.resolution
@@ -99,7 +102,7 @@ def export_tokenizer(
         torch.onnx.export(
             module, args, str(out / file), **io.export_kwargs(), opset_version=OPSET, dynamo=False
         )
-    np.save(out / PRIOR_NPY, fit_prior(tok, codes) if codes is not None else prior)
+    np.save(out / PRIOR_NPY, prior)
     model_id = encoder_model_id(out / ENCODER_ONNX)
     spec = TokenizerSpec(name, model_id, tok.k_max, tuple(tok.levels), r, objective)
     spec.write(out)

@@ -216,13 +216,13 @@ def check_parity(
     names = [i.name for i in sess.get_inputs()]
     args = tuple(inputs[n] for n in names) if isinstance(inputs, Mapping) else _to_tuple(inputs)
     feed = {n: a.detach().cpu().numpy() for n, a in zip(names, args, strict=True)}
-    got = sess.run(None, feed)
+    got = [np.asarray(g) for g in sess.run(None, feed)]
     ref = _run_torch(torch_module, args)
     if len(got) != len(ref):
         raise ValueError(f"ONNX model has {len(got)} outputs, torch module {len(ref)}")
     return float(
         max(
-            np.max(np.abs(g.astype(np.float64) - r.astype(np.float64))) if g.size else 0.0
+            np.max(np.abs(g.astype(np.float64) - np.asarray(r, np.float64))) if g.size else 0.0
             for g, r in zip(got, ref, strict=True)
         )
     )

@@ -75,6 +75,8 @@ class StubPolicy(nn.Module):
     survives fp16), and a context token that is never masked keeps budget 0 well defined.
     """
 
+    positions: torch.Tensor  # [k_max] position indices (buffer)
+
     def __init__(
         self, spec: PolicySpec, d_model: int = 64, layers: int = 1, heads: int = 4
     ) -> None:

@@ -29,6 +29,9 @@ from embodied.modelfiles import mixed_radix
 
 
 class FSQ(nn.Module):
+    L: torch.Tensor  # levels per dimension (float buffer)
+    radix: torch.Tensor  # mixed-radix place values of the token id (embodied.modelfiles)
+
     def __init__(self, levels: list[int]) -> None:
         super().__init__()
         self.levels = list(levels)
@@ -58,6 +61,8 @@ class FSQ(nn.Module):
 
 class FactorizedPrior(nn.Module):
     """Learned categorical prior per token position and FSQ dimension."""
+
+    valid: torch.Tensor  # [D, L_max]: which levels exist per dimension
 
     def __init__(self, k_max: int, levels: list[int]) -> None:
         super().__init__()

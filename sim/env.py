@@ -23,7 +23,7 @@ import contextlib
 import os
 import string
 import weakref
-from typing import Any, ClassVar
+from typing import Any
 
 import gymnasium as gym
 import numpy as np
@@ -74,23 +74,22 @@ class FastCamera:
         self._mujoco = mujoco
         if fast:
             model.vis.quality.offsamples = 0
-        self.renderer = mujoco.Renderer(model, resolution, resolution)
+        self.renderer: mujoco.Renderer | None = mujoco.Renderer(model, resolution, resolution)
         global _ATEXIT_REGISTERED
         if not _ATEXIT_REGISTERED:  # after MuJoCo's EGL hook exists, so that ours runs first
             atexit.register(_close_cameras)
             _ATEXIT_REGISTERED = True
         if fast:
             flags = self.renderer.scene.flags
-            for f in (
-                mujoco.mjtRndFlag.mjRND_SHADOW,
-                mujoco.mjtRndFlag.mjRND_REFLECTION,
-                mujoco.mjtRndFlag.mjRND_SKYBOX,
-            ):
+            rnd = mujoco.mjtRndFlag  # pyright: ignore[reportAttributeAccessIssue] (native enum, no stubs)
+            for f in (rnd.mjRND_SHADOW, rnd.mjRND_REFLECTION, rnd.mjRND_SKYBOX):
                 flags[f] = 0
         self.camera = camera
         _LIVE_CAMERAS.add(self)
 
     def render(self, data: Any) -> np.ndarray:
+        if self.renderer is None:
+            raise RuntimeError("FastCamera.render after close()")
         self.renderer.update_scene(data, camera=self.camera)
         return np.ascontiguousarray(self.renderer.render()[::-1])
 
@@ -104,7 +103,8 @@ class FastCamera:
 class MetaWorldTaskEnv(gym.Env):
     """One suite task. ``reset(seed=s)`` sets the layout from ``s`` (see ``sim.suite``)."""
 
-    metadata: ClassVar[dict[str, Any]] = {"render_modes": ["rgb_array"], "render_fps": 80}
+    # gymnasium.Env declares ``metadata`` a plain (instance-overridable) dict, not a ClassVar
+    metadata: dict[str, Any] = {"render_modes": ["rgb_array"], "render_fps": 80}  # noqa: RUF012
 
     def __init__(
         self,

@@ -48,6 +48,8 @@ from fractions import Fraction
 import av
 import cv2
 import numpy as np
+from av.error import FFmpegError
+from av.video.codeccontext import VideoCodecContext
 
 from embodied.codecs.base import (
     DecodedFrame,
@@ -90,7 +92,7 @@ def _rgb_to_video_frame(image: np.ndarray, pts: int) -> av.VideoFrame:
 
 def _open_encoder(
     width: int, height: int, fps: float, options: dict[str, str], bit_rate: int = 0
-) -> av.CodecContext:
+) -> VideoCodecContext:
     ctx = av.CodecContext.create("libx264", "w")
     ctx.width, ctx.height = width, height
     ctx.pix_fmt = "yuv420p"
@@ -105,13 +107,13 @@ def _open_encoder(
     return ctx
 
 
-def _new_decoder() -> av.CodecContext:
+def _new_decoder() -> VideoCodecContext:
     ctx = av.CodecContext.create("h264", "r")
     ctx.thread_count = 1
     return ctx
 
 
-def _decode_rgb(decoder: av.CodecContext, payload: bytes) -> np.ndarray | None:
+def _decode_rgb(decoder: VideoCodecContext, payload: bytes) -> np.ndarray | None:
     frames = decoder.decode(av.Packet(_START + payload))
     if not frames:
         return None
@@ -141,7 +143,7 @@ class H264IntraCodec(LadderCodec):
         self.preset = preset
         self.cache_size = int(cache_size)
         self._encoders: OrderedDict[tuple[int, int, int], list] = OrderedDict()
-        self._decoder: av.CodecContext | None = None
+        self._decoder: VideoCodecContext | None = None
         super().__init__(
             frame_shape,
             downscales=downscales,
@@ -184,7 +186,7 @@ class H264IntraCodec(LadderCodec):
             self._decoder = _new_decoder()
         try:
             return _decode_rgb(self._decoder, payload)
-        except av.FFmpegError:
+        except FFmpegError:
             self._decoder = None  # start clean for the next packet
             raise
 
@@ -256,11 +258,11 @@ class H264Codec(PacketCodec):
         return range(len(self._rungs))
 
     def reset(self) -> None:
-        self._enc: av.CodecContext | None = None
+        self._enc: VideoCodecContext | None = None
         self._enc_rung = len(self._rungs) - 1
         self._enc_bps = self.bitrate_bps
         self._pts = 0
-        self._dec: av.CodecContext | None = None
+        self._dec: VideoCodecContext | None = None
         self._dec_last: int | None = None
         self._dec_damaged = 0  # frames left until an intra refresh has swept the picture
 
@@ -351,7 +353,7 @@ class H264Codec(PacketCodec):
         assert self._dec is not None
         try:
             small = _decode_rgb(self._dec, payload)
-        except av.FFmpegError as err:
+        except FFmpegError as err:
             if header.keyframe:
                 self._dec = None
                 raise UndecodablePayload(f"h264 keyframe does not decode: {err}") from err

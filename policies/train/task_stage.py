@@ -61,8 +61,7 @@ def train_task(
             g["lr"] = lr_at(step, steps, lr) * g.get("lr_scale", 1.0)
         idx = rng.choice(train_idx, batch)
         frames = data.frames[idx]
-        full = degraded is not None and rng.random() < p_degraded
-        if full:
+        if degraded is not None and rng.random() < p_degraded:
             frames = degraded[int(rng.integers(len(degraded))), idx]
             budgets, k = np.full(batch, k_max), k_max
         else:
