@@ -247,13 +247,15 @@ class InstructionEncoder:
             )
         if not texts:
             return np.zeros((0, INSTRUCTION_DIM), np.float32)
+        from embodied.providers import run_arrays
+
         encs = self._tokenizer.encode_batch(list(texts))
         ids = np.asarray([e.ids for e in encs], dtype=np.int64)
         mask = np.asarray([e.attention_mask for e in encs], dtype=np.int64)
         feed = {"input_ids": ids, "attention_mask": mask}
         if "token_type_ids" in self._input_names:
             feed["token_type_ids"] = np.asarray([e.type_ids for e in encs], dtype=np.int64)
-        tokens = np.asarray(self._session.run(None, feed)[0])
+        tokens = run_arrays(self._session, None, feed)[0]
         if tokens.ndim != 3 or tokens.shape[-1] != INSTRUCTION_DIM:
             raise InstructionError(
                 f"{self.encoder_path}: first output has shape {tokens.shape}, expected "

@@ -33,9 +33,12 @@ import math
 from collections.abc import Mapping, Sequence
 from dataclasses import MISSING, dataclass, field, fields
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
+
+if TYPE_CHECKING:
+    import onnxruntime as ort
 
 FORMAT_VERSION = 1
 #: the packet's budget byte bounds k_max
@@ -427,7 +430,10 @@ class PolicySpec:
 
 
 def check_io(
-    session: Any, path: str | Path, io: OnnxIO, error: type[ModelFileError] = ModelFileError
+    session: ort.InferenceSession,
+    path: str | Path,
+    io: OnnxIO,
+    error: type[ModelFileError] = ModelFileError,
 ) -> None:
     """Refuse an ONNX Runtime session whose input/output names or element types differ from
     ``io`` (float inputs may be float16 in an fp16 export)."""

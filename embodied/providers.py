@@ -25,11 +25,12 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import onnxruntime as ort
 
 log = logging.getLogger(__name__)
@@ -241,3 +242,20 @@ def make_session(
 def active_provider(session: ort.InferenceSession) -> str:
     """The provider that runs a session's nodes first (what latency numbers should be labelled with)."""
     return session.get_providers()[0]
+
+
+def run_arrays(
+    session: ort.InferenceSession,
+    outputs: Sequence[str] | None,
+    feed: Mapping[str, np.ndarray],
+) -> list[np.ndarray]:
+    """``session.run`` for models whose outputs are dense tensors (every model of this project):
+    the outputs as arrays. ONNX Runtime types ``run`` as returning sparse tensors, sequences or
+    maps as well; such an output is refused here rather than failing later on ``.shape``."""
+    arrays = []
+    for i, out in enumerate(session.run(None if outputs is None else list(outputs), dict(feed))):
+        if not isinstance(out, np.ndarray):
+            name = outputs[i] if outputs is not None else session.get_outputs()[i].name
+            raise TypeError(f"ONNX output {name!r} is a {type(out).__name__}, not a dense tensor")
+        arrays.append(out)
+    return arrays

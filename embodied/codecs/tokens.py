@@ -44,7 +44,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import cv2
 import numpy as np
@@ -76,7 +76,15 @@ from embodied.modelfiles import (
     shipped,
 )
 from embodied.packet import CodecId, PacketHeader, max_payload_for, model_hash, overhead_bytes
-from embodied.providers import ProviderUnavailableError, UnknownProviderError, make_session
+from embodied.providers import (
+    ProviderUnavailableError,
+    UnknownProviderError,
+    make_session,
+    run_arrays,
+)
+
+if TYPE_CHECKING:
+    import onnxruntime as ort
 
 #: The shipped task-oriented tokenizer (written by training, see docs/models.md).
 DEFAULT_MODEL_DIR = shipped(DEFAULT_TOKENIZER)
@@ -151,7 +159,9 @@ def _resize(image: np.ndarray, shape: tuple[int, int], interpolation: int = -1) 
     return cv2.resize(image, (shape[1], shape[0]), interpolation=interpolation)
 
 
-def _open_session(path: Path, providers: Sequence[str] | None, threads: int) -> Any:
+def _open_session(
+    path: Path, providers: Sequence[str] | None, threads: int
+) -> ort.InferenceSession:
     """One ONNX Runtime session through :func:`embodied.providers.make_session` (the
     project's one place for providers, threads and logging); CPU unless told otherwise.
 
@@ -251,7 +261,7 @@ class TokenCodec(PacketCodec):
         path = self.model_dir / ENCODER_FILE
         self._encoder = _open_session(path, self.providers, self.threads)
         check_io(self._encoder, path, ENCODER_IO, TokenizerModelError)
-        self._decoder: Any = None  # opened on the first image decode
+        self._decoder: ort.InferenceSession | None = None  # opened on the first image decode
         self._levels = np.asarray(self.spec.levels, dtype=np.int64)
 
     # ------------------------------------------------------------------ identity
@@ -320,8 +330,10 @@ class TokenCodec(PacketCodec):
         if batch.shape[1:3] != self._native:
             # Another camera size: average down (or interpolate up) to the model's input.
             batch = np.stack([_resize(f, self._native, cv2.INTER_AREA) for f in batch])
-        codes, ids = self._encoder.run(
-            ENCODER_IO.output_names, {ENCODER_IO.input_names[0]: np.ascontiguousarray(batch)}
+        codes, ids = run_arrays(
+            self._encoder,
+            ENCODER_IO.output_names,
+            {ENCODER_IO.input_names[0]: np.ascontiguousarray(batch)},
         )
         want = (len(batch), self.spec.k_max, self.spec.dims)
         if codes.shape != want or np.any(codes < 0) or np.any(codes >= self._levels):
@@ -346,7 +358,7 @@ class TokenCodec(PacketCodec):
         ids = ids[None] if one else ids
         b = np.broadcast_to(np.asarray(budget, dtype=np.int64), (len(ids),)).copy()
         feed = dict(zip(DECODER_IO.input_names, (np.ascontiguousarray(ids), b), strict=True))
-        (img,) = self._decoder.run(DECODER_IO.output_names, feed)
+        (img,) = run_arrays(self._decoder, DECODER_IO.output_names, feed)
         return img[0] if one else img
 
     # ------------------------------------------------------------------ ids ⇄ codes

@@ -24,7 +24,7 @@ import json
 import logging
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
@@ -53,7 +53,11 @@ from embodied.providers import (
     TensorRTOptions,
     active_provider,
     make_session,
+    run_arrays,
 )
+
+if TYPE_CHECKING:
+    import onnxruntime as ort
 
 log = logging.getLogger(__name__)
 
@@ -94,7 +98,7 @@ class OnnxPolicy:
         #: the tasks of the policy's task belief (empty for the first policies' MLP grounding)
         self.tasks: tuple[str, ...] = self.spec.tasks
         self.grounding: str = self.spec.instruction_grounding
-        self._belief: Any = None
+        self._belief: ort.InferenceSession | None = None
         if precision not in POLICY_ONNX:
             raise ValueError(f"precision must be one of {list(POLICY_ONNX)}, got {precision!r}")
         self.precision = precision
@@ -335,7 +339,9 @@ class OnnxPolicy:
             self._belief = sess
         e = self._instruction(instruction).astype(np.float32)
         p = np.asarray(
-            self._belief.run(BELIEF_IO.output_names, {BELIEF_IO.input_names[0]: e[None]})[0][0],
+            run_arrays(self._belief, BELIEF_IO.output_names, {BELIEF_IO.input_names[0]: e[None]})[
+                0
+            ][0],
             np.float64,
         )
         return {self.tasks[i]: float(p[i]) for i in np.argsort(-p, kind="stable")}
@@ -399,7 +405,7 @@ class OnnxPolicy:
             name: v.astype(self._float_types[name], copy=False) if v.dtype.kind == "f" else v
             for name, v in zip(POLICY_IO.input_names, values, strict=True)
         }
-        out = self.session.run([_OUTPUT], feed)[0]
+        out = run_arrays(self.session, [_OUTPUT], feed)[0]
         actions = np.asarray(out, dtype=np.float32)
         if not np.all(np.isfinite(actions)):
             rows = np.flatnonzero(~np.isfinite(actions).reshape(actions.shape[0], -1).all(axis=1))

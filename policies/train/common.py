@@ -12,13 +12,16 @@ import math
 import os
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 from torch.nn import functional as F
 
 from policies.vla import VLAPolicy
+
+if TYPE_CHECKING:
+    from tqdm import tqdm
 
 CHUNK = 4
 POLICY_STEPS, TASK_STEPS, BLIND_STEPS, LANGUAGE_STEPS = 6000, 3000, 1500, 1500
@@ -44,7 +47,7 @@ class RunLog:
         self.f.flush()
 
 
-def progress(steps: int, desc: str) -> Any:
+def progress(steps: int, desc: str) -> tqdm[int]:
     """A progress bar over ``range(steps)``, with ``set_postfix`` (tqdm: the ``train`` extra)."""
     from tqdm import tqdm
 
