@@ -33,7 +33,7 @@ import json
 import math
 import sys
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -44,12 +44,13 @@ from embodied.control.registry import REGISTRY, make_controller
 from embodied.link import catalog, synthetic
 from embodied.link.emulator import GilbertElliott, LinkConfig, LinkEmulator
 from embodied.link.models import ComputeModel, LinearSizeModel, SizeModel, TableSizeModel
+from embodied.link.session import LinkSession
 from embodied.link.traces import RateTrace, Trace, read_trace
-from embodied.loop import LinkSession
+from embodied.pipeline import FATES, MISSES, FateCounts, Sender, frame_fate
 
 DEFAULT_OVERHEAD_BYTES = 8
 DEFAULT_OUT = Path("results/link")
-# The benchmark's line-up: (label, registered name, constructor kwargs).
+# The benchmark's line-up: (label, registered name, settings changed from the run's).
 BENCH_CONTROLLERS: tuple[tuple[str, str, dict[str, Any]], ...] = (
     ("fixed-4", "fixed", {"budget": 4}),
     ("fixed-16", "fixed", {"budget": 16}),
@@ -77,14 +78,15 @@ class Frames:
 
     capture: list[float] = field(default_factory=list)
     budget: list[int] = field(default_factory=list)  # 0 = skipped
-    payload: list[int] = field(default_factory=list)
+    packet: list[int] = field(default_factory=list)  # packet bytes (0 = skipped)
     overhead: list[int] = field(default_factory=list)
     compute: list[float] = field(default_factory=list)
     latency: list[float] = field(default_factory=list)  # nan unless delivered
     departure: list[float] = field(default_factory=list)  # left the bottleneck; nan if never
     service_start: list[float] = field(default_factory=list)  # bytes on the service curve; nan
     served_by: list[float] = field(default_factory=list)  # S(t) at each frame time, bytes
-    fate: list[str] = field(default_factory=list)  # skipped / delivered / queue_drop / ..._loss
+    link: list[str] = field(default_factory=list)  # skipped / the link's event (delivered, ...)
+    fate: list[str] = field(default_factory=list)  # the frame's fate (embodied.pipeline)
     backlog: list[float] = field(default_factory=list)  # bytes ahead in the queue when sent
     capacity_bits: list[float] = field(default_factory=list)  # link capacity in the frame slot
     usable_bits: list[float] = field(default_factory=list)  # min(capacity, max-budget frame)
@@ -107,7 +109,7 @@ class _World:
         self.frame = 0
 
     def latency_if(self, now: float, budget: int) -> float | None:
-        payload = self.sizes.payload_bytes(budget, self.frame)
+        payload = self.sizes.packet_bytes(budget, self.frame)
         arrival = self.link.probe(now + self.compute.seconds(budget, self.frame), payload)
         return None if arrival is None else arrival - now
 
@@ -152,15 +154,15 @@ def simulate(
     n = round(duration * fps)
     overhead = cfg.link.overhead_bytes
     frames = Frames()
-    # The sender's loop (reports to the controller) is the one `embodied eval` runs too.
-    session = LinkSession(trace, ctrl, feedback_delay_s=cfg.feedback_delay_s,
-                          loss_timeout_s=cfg.loss_timeout_s, emulator=link)  # fmt: skip
+    # The pipeline's sender over the emulated link: the loop `embodied eval` runs too.
+    sender = Sender(ctrl, loss_timeout_s=cfg.loss_timeout_s)
+    session = LinkSession(sender, trace, feedback_delay_s=cfg.feedback_delay_s, emulator=link)
 
     for i in range(n):
         t = i / fps
         slot = _capacity_bits(trace, t, t + 1.0 / fps)
-        min_wire = sizes.payload_bytes(s.min_budget, i) + overhead
-        max_wire = sizes.payload_bytes(s.max_budget, i) + overhead
+        min_wire = sizes.packet_bytes(s.min_budget, i) + overhead
+        max_wire = sizes.packet_bytes(s.max_budget, i) + overhead
         frames.capture.append(t)
         frames.served_by.append(trace.delivered_bytes(t))
         frames.capacity_bits.append(slot)
@@ -170,35 +172,35 @@ def simulate(
         frames.outage.append(
             _capacity_bits(trace, t, t + deadline) < min_wire * 8.0 * fps * deadline
         )
-        session.deliver_feedback(t)
         world.frame = i
-        k = ctrl.next_budget(t)
+        k = session.next_budget(t)
         if k == SKIP:
             frames.budget.append(0)
-            frames.payload.append(0)
+            frames.packet.append(0)
             frames.overhead.append(0)
             frames.compute.append(0.0)
             frames.latency.append(math.nan)
             frames.departure.append(math.nan)
             frames.service_start.append(math.nan)
+            frames.link.append("skipped")
             frames.fate.append("skipped")
             frames.backlog.append(link.backlog_bytes(t))
             continue
-        if not 1 <= k <= s.k_max:
-            raise ValueError(f"controller {name!r} returned budget {k}, outside 1..{s.k_max}")
-        payload = sizes.payload_bytes(k, i)
+        packet = sizes.packet_bytes(k, i)
         c = compute.seconds(k, i)
-        res = session.send(i, t, k, payload, c)
+        res = session.send(i, t, k, packet, c)
         frames.budget.append(k)
-        frames.payload.append(payload)
+        frames.packet.append(packet)
         frames.overhead.append(overhead)
         frames.compute.append(c)
         frames.latency.append(math.nan if res.arrival_time is None else res.arrival_time - t)
         frames.departure.append(math.nan if res.departure_time is None else res.departure_time)
         frames.service_start.append(math.nan if res.service_start is None else res.service_start)
-        frames.fate.append(res.fate)
+        frames.link.append(res.fate)
+        frames.fate.append(frame_fate(t, res.arrival_time, deadline))
         frames.backlog.append(res.backlog_bytes)
     summary = summarize(frames, deadline, fps, s.min_budget)
+    assert summary["misses"] == session.fates.misses and session.fates.captured == n
     summary["recovery_frames"] = step_recoveries(trace, frames, deadline, fps)
     summary["controller_outages_seen"] = getattr(ctrl, "outages", None)
     return RunResult(getattr(trace, "name", "trace"), name, frames, summary)
@@ -209,7 +211,7 @@ def summarize(frames: Frames, deadline: float, fps: float, min_budget: int = 1) 
     outage = np.array(frames.outage, dtype=bool)
     budget = np.array(frames.budget)
     latency = np.array(frames.latency)
-    wire = (np.array(frames.payload) + np.array(frames.overhead)) * 8.0
+    wire = (np.array(frames.packet) + np.array(frames.overhead)) * 8.0
     # Utilization: bytes that left the bottleneck in each frame slot. FIFO on the
     # service curve: by the time it reaches S, packet i has sent clip(S - start_i, 0, w_i).
     n = len(fate)
@@ -227,38 +229,42 @@ def summarize(frames: Frames, deadline: float, fps: float, min_budget: int = 1) 
         served = np.diff(departed) * 8.0
     else:
         served = np.zeros(n)
-    lost = (fate == "random_loss") | (fate == "burst_loss")
-    late = (fate == "delivered") & (latency > deadline + 1e-9)
-    on_time = (fate == "delivered") & ~late
-    miss = late | (fate == "queue_drop") | (fate == "skipped")
+    event = np.array(frames.link)
+    link_loss = (event == "random_loss") | (event == "burst_loss")
+    on_time = fate == "on_time"
+    miss = np.isin(fate, sorted(MISSES))
     ok = ~outage
-    counted = ok & ~lost
     duration = n / fps
-    sent_ok = ok & (fate != "skipped")
-    lat_ok = latency[ok & (fate == "delivered")]
+    sent = fate != "skipped"
+    sent_ok = ok & sent
+    lat_ok = latency[ok & (event == "delivered")]
+    fates = FateCounts()
+    for f in FATES:
+        fates.add(f, int((fate == f).sum()))
 
     def pct(a: float, b: float) -> float:
         return 100.0 * a / b if b > 0 else 0.0
 
     return {
         "frames": n,
+        # the one definition (embodied.pipeline): late, lost or skipped, of frames captured
+        "misses": fates.misses,
+        "miss_pct": 100.0 * fates.miss_rate,
+        "late": fates.late,
+        "lost": fates.lost,
+        "skipped": fates.skipped,
+        # diagnostics: where the misses come from
         "outage_frames": int(outage.sum()),
-        "counted_frames": int(counted.sum()),
-        "misses": int((miss & counted).sum()),
-        "miss_pct": pct((miss & counted).sum(), counted.sum()),
-        "late": int((late & counted).sum()),
-        "queue_drops": int(((fate == "queue_drop") & counted).sum()),
-        "skipped": int(((fate == "skipped") & counted).sum()),
-        "lost": int((lost & ok).sum()),
+        "miss_pct_outside_outages": pct((miss & ok).sum(), ok.sum()),
+        "queue_drops": int((event == "queue_drop").sum()),
+        "link_losses": int(link_loss.sum()),
         "outage_on_time": int((on_time & outage).sum()),
         "util_pct": pct(np.minimum(served, usable)[ok].sum(), usable[ok].sum()),
         "util_raw_pct": pct(served[ok].sum(), capacity[ok].sum()),
         "mean_budget": float(budget[sent_ok].mean()) if sent_ok.any() else 0.0,
-        "effective_budget": float(np.where(on_time, budget, 0)[counted].mean())
-        if counted.any()
-        else 0.0,
+        "effective_budget": float(np.where(on_time, budget, 0).mean()) if n else 0.0,
         "min_budget_share_pct": pct((budget[sent_ok] == min_budget).sum(), sent_ok.sum()),
-        "payload_kbps": float(np.sum(frames.payload) * 8.0 / duration / 1e3),
+        "packet_kbps": float(np.sum(frames.packet) * 8.0 / duration / 1e3),
         "overhead_kbps": float(np.sum(frames.overhead) * 8.0 / duration / 1e3),
         "capacity_kbps": float(np.sum(frames.capacity_bits) / duration / 1e3),
         "latency_p50_ms": float(np.percentile(lat_ok, 50) * 1e3) if lat_ok.size else math.nan,
@@ -273,10 +279,7 @@ def step_recoveries(trace: Trace, frames: Frames, deadline: float, fps: float) -
     if not isinstance(trace, RateTrace):
         return []
     n = len(frames.fate)
-    on_time = [
-        f == "delivered" and lat <= deadline + 1e-9
-        for f, lat in zip(frames.fate, frames.latency, strict=True)
-    ]
+    on_time = [f == "on_time" for f in frames.fate]
     out = []
     rates = trace.rates_bps
     for j in range(1, len(rates)):
@@ -298,13 +301,15 @@ TABLE_COLUMNS = (
     ("trace", "trace", "{}"),
     ("controller", "controller", "{}"),
     ("miss%", "miss_pct", "{:.2f}"),
-    ("outage", "outage_frames", "{}"),
+    ("late", "late", "{}"),
     ("lost", "lost", "{}"),
+    ("skip", "skipped", "{}"),
+    ("outage", "outage_frames", "{}"),
     ("util%", "util_pct", "{:.0f}"),
     ("raw%", "util_raw_pct", "{:.0f}"),
     ("budget", "mean_budget", "{:.1f}"),
     ("eff", "effective_budget", "{:.1f}"),
-    ("kbps", "payload_kbps", "{:.2f}"),
+    ("kbps", "packet_kbps", "{:.2f}"),
     ("+ovh", "overhead_kbps", "{:.2f}"),
     ("p95ms", "latency_p95_ms", "{:.0f}"),
 )
@@ -357,7 +362,7 @@ def plot_timeline(
     axes[0].set_ylabel("capacity kbit/s")
     for r in results:
         f = r.frames
-        wire = (np.array(f.payload) + np.array(f.overhead)) * 8.0 * fps / 1e3
+        wire = (np.array(f.packet) + np.array(f.overhead)) * 8.0 * fps / 1e3
         axes[1].plot(t, smooth(wire), lw=0.8, label=r.controller)
         axes[2].plot(t, f.budget, lw=0.6, label=r.controller)
         axes[3].plot(t, np.array(f.latency) * 1e3, lw=0.6, label=r.controller)
@@ -417,7 +422,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--controller", action="append", help=f"one of {', '.join(REGISTRY)} (repeatable)"
     )
-    p.add_argument("--budget", type=int, default=None, help="budget of the fixed controller")
+    p.add_argument(
+        "--budget", type=int, default=None, help="budget of the fixed controller (default: max)"
+    )
     p.add_argument("--fps", type=float, default=30.0)
     p.add_argument("--deadline-ms", type=float, default=100.0)
     p.add_argument("--min-budget", type=int, default=1)
@@ -503,15 +510,14 @@ def run_benchmark(args: argparse.Namespace, settings: ControllerSettings) -> lis
     results: list[RunResult] = []
     by_trace: dict[str, list[RunResult]] = {}
     with tqdm(total=len(jobs), desc="link-sim", unit="run", file=sys.stderr) as bar:
-        for e, (label, name, kwargs) in jobs:
+        for e, (label, name, changes) in jobs:
             trace = e.load()
             duration = min(trace.period_s, args.max_duration or math.inf)
             bar.set_postfix_str(f"{e.name}/{label}")
             r = simulate(
                 trace,
                 name,
-                settings=settings,
-                controller_kwargs=kwargs,
+                settings=replace(settings, **changes),
                 sizes=_sizes(args),
                 compute=ComputeModel(seed=args.seed + 1),
                 config=_config(args, duration),
@@ -552,6 +558,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             deadline_ms=args.deadline_ms,
             min_budget=args.min_budget,
             max_budget=args.max_budget,
+            budget=args.max_budget if args.budget is None else args.budget,
             k_max=args.k_max,
         )
         _config(args, None)  # validate the link options before running anything
@@ -583,14 +590,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 2
         results = []
         for name in args.controller or ["deadline"]:
-            kwargs = {"budget": args.budget} if name == "fixed" and args.budget else {}
             try:
                 results.append(
                     simulate(
                         trace,
                         name,
                         settings=settings,
-                        controller_kwargs=kwargs,
                         sizes=_sizes(args),
                         compute=ComputeModel(seed=args.seed + 1),
                         config=_config(args, args.duration),
@@ -619,7 +624,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if steps:
         print("\nframes from a >=10x drop until a second of on-time frames: " + ", ".join(steps))
     print(
-        "\nmiss% excludes outage frames (capacity below the minimum budget's rate) and random losses;"
+        "\nmiss%: frames late, lost or skipped, of frames captured (outage frames included; "
+        "miss_pct_outside_outages in the JSON leaves them out);"
     )
     print(f"util% is of min(capacity, max-budget rate); raw% of capacity. Written to {args.out}/")
     return 0

@@ -29,6 +29,7 @@ from typing import Any
 import numpy as np
 
 from embodied.modelfiles import MODELS_DIR
+from embodied.pipeline import FateCounts
 
 RAW_BITS_64 = 64 * 64 * 3 * 8
 
@@ -96,11 +97,24 @@ class EpisodeResult:
     wire_bits_mean: float  # with transport framing
     latency_mean_ms: float
     latency_p95_ms: float
-    deadline_misses: int  # frames lost or later than the deadline
+    deadline_misses: int  # embodied.pipeline: late, lost or skipped, of frames captured
     held_steps: int
-    budget_mean: float
+    budget_mean: float  # over frames captured (a skipped frame counts 0)
     decode_errors: int = 0
+    frames_captured: int = 0
+    frames_skipped: int = 0
+    frames_late: int = 0
+    frames_lost: int = 0
     extra: dict[str, Any] = field(default_factory=dict)
+
+
+def fates_of(episode: dict[str, Any]) -> FateCounts:
+    """An episode record's frames by fate."""
+    captured, misses = episode["frames_captured"], episode["deadline_misses"]
+    late, lost, skipped = episode["frames_late"], episode["frames_lost"], episode["frames_skipped"]
+    if late + lost + skipped != misses:
+        raise ValueError(f"episode {episode['point']} seed {episode['seed']}: fates disagree")
+    return FateCounts(on_time=captured - misses, late=late, lost=lost, skipped=skipped)
 
 
 # --------------------------------------------------------------------------- worker caches
@@ -138,6 +152,24 @@ def _trace(name: str) -> Any:
 
 
 # --------------------------------------------------------------------------- one episode
+def point_controller(point: Point, n_budgets: int, control_hz: float) -> Any:
+    """The sender's controller for a rate point: a registered one, or the fixed budget."""
+    from embodied.control.base import ControllerSettings
+    from embodied.control.registry import make_controller
+
+    name = point.controller or "fixed"
+    if point.controller is None:  # a fixed budget (or a pixel codec's target size: unused)
+        settings = ControllerSettings.for_k_max(
+            n_budgets, deadline_ms=point.deadline_ms, budget=point.budget or n_budgets
+        )
+    else:
+        cap = min(point.max_budget or n_budgets, n_budgets)
+        settings = ControllerSettings.for_k_max(
+            n_budgets, deadline_ms=point.deadline_ms, max_budget=cap
+        )
+    return make_controller(name, settings, frame_rate_hz=control_hz)
+
+
 def run_episode(
     point: Point,
     task: str,
@@ -152,15 +184,20 @@ def run_episode(
 ) -> EpisodeResult:
     """One closed-loop episode; deterministic given (point, task, seed).
 
+    An adapter: it moves frames from the sim camera into the pipeline's sender
+    (:class:`embodied.pipeline.Sender` over :class:`embodied.link.session.LinkSession`),
+    packets from the link into its receiver, observations into the policy and actions into
+    the sim; the budget, the loss rule and the miss rule are the pipeline's.
+
     On a trace, the camera streams for ``link_warmup_s`` before the episode starts (the
     first frame, encoded at the controller's budgets; the policy does not act on these), as
     on a robot whose camera is up before a task is given: controllers start the episode
     with what they learned of the link, not from nothing, and the link's queue carries
-    over."""
-    from embodied.control.base import ControllerSettings
-    from embodied.control.registry import make_controller
-    from embodied.loop import LinkSession
-    from embodied.packet import PacketError
+    over. Frames of the warm-up are not counted in the episode's fates."""
+    from embodied.control.base import SKIP
+    from embodied.link.emulator import LinkConfig
+    from embodied.link.session import LinkSession
+    from embodied.pipeline import Observation, Receiver, Sender, frame_fate
     from embodied.policy import ActionChunker
 
     md = str(models_dir)
@@ -168,101 +205,97 @@ def run_episode(
     obs, _ = env.reset(seed=seed)
     instruction = obs["instruction"]
     policy = _policy(md, point.policy_name)
-    vision = _tokenizer(md, point.tokenizer) if point.codec != "blind" else None
     k_max = policy.spec.k_max
+    receiver = Receiver(_tokenizer(md, point.tokenizer)) if point.codec != "blind" else None
     chunker = ActionChunker(action_dim=policy.spec.action_dim)
+    compute_s = compute_ms / 1e3
+    dt = 1.0 / control_hz
 
-    enc = dec = None
-    budgets: list[int] = []
-    if point.codec == "tokens":
-        enc = dec = vision
-        budgets = list(range(1, vision.k_max + 1))
-    elif point.codec not in ("clean", "blind"):
-        enc, dec = _make_pixel_codec(point.codec), _make_pixel_codec(point.codec)
-        budgets = list(enc.budgets())
-
-    controller = None
-    if point.trace is not None and point.controller is not None:
-        kmax = len(budgets) if budgets else k_max
-        cap = min(point.max_budget or kmax, kmax)
-        settings = ControllerSettings(deadline_ms=point.deadline_ms, min_budget=1, max_budget=cap,
-                                      k_max=kmax)  # fmt: skip
-        controller = make_controller(point.controller, settings, frame_rate_hz=control_hz)
+    session: LinkSession | None = None
     trace = _trace(point.trace) if point.trace else None
-    from embodied.link.emulator import LinkConfig
-
-    session = LinkSession(trace, controller, LinkConfig(overhead_bytes=point.overhead_bytes))
+    if point.codec in ("clean", "blind"):
+        if trace is not None:
+            raise ValueError("clean/blind points run on the ideal link only")
+    else:
+        codec = receiver.tokenizer if point.codec == "tokens" else _make_pixel_codec(point.codec)
+        by_size = point.codec != "tokens" and point.controller is None
+        sender = Sender(
+            point_controller(point, len(list(codec.budgets())), control_hz),
+            codec=codec,
+            target_bytes=point.target_bytes if by_size else None,
+        )
+        session = LinkSession(sender, trace, LinkConfig(overhead_bytes=point.overhead_bytes))
     # Each episode meets the link at its own moment of the trace (drawn from the seed), so that
     # a sweep samples the trace's good and bad stretches instead of replaying its first seconds.
     t0 = float(np.random.default_rng([seed, 0x7ACE]).uniform(0, trace.period_s)) if trace else 0.0
 
-    dt = 1.0 / control_hz
+    # in flight: (arrival, step (-1: warm-up), capture time, packet or raw frame, proprio)
+    inflight: list[tuple[float, int, float, Any, np.ndarray]] = []
     fid = 0  # frame ids on the link (warm-up frames first)
-    if trace is not None and link_warmup_s > 0:
+    if session is not None and trace is not None and link_warmup_s > 0:
         for _ in range(round(link_warmup_s * control_hz)):
-            choice = session.next_budget(t0, fixed=_fixed_budget(point))
-            if choice != 0 or point.controller is None:
-                e = _encode(point, enc, budgets, obs["image"], int(choice), fid, t0)
-                session.send(fid, t0, int(choice), len(e.packet), compute_ms / 1e3)
+            k = session.next_budget(t0)
+            if k != SKIP:
+                e, _ = session.sender.encode(obs["image"], k, frame_id=fid, capture_time=t0)
+                res = session.send(fid, t0, k, len(e.packet), compute_s)
+                if res.arrival_time is not None:  # decoded (a stateful decoder's references)
+                    inflight.append((res.arrival_time, -1, t0, e.packet, obs["proprio"]))
             fid += 1
             t0 += dt
+        session.fates = FateCounts()
     deadline = point.deadline_ms / 1e3
-    inflight: list[
-        tuple[float, int, Any, np.ndarray, int]
-    ] = []  # arrival, step, payload, proprio, k
+    fates = session.fates if session is not None else FateCounts()
     bits, hbits, wbits, lat, kk = [], [], [], [], []
-    misses = decode_errors = 0
     success = False
     steps = max_steps or env.max_steps
+    step = 0
     for step in range(steps):
         now = t0 + step * dt
         frame, proprio = obs["image"], obs["proprio"]
-        # ---- sender: encode this frame and put it on the link
-        if point.codec in ("clean", "blind"):
-            k = 0 if point.codec == "blind" else k_max
-            payload: Any = frame
-            size, hdr = (RAW_BITS_64 // 8 if point.codec == "clean" else 0), 0
-            arrival: float | None = now + compute_ms / 1e3 if point.trace is None else None
-            if point.trace is not None:
-                raise ValueError("clean/blind points run on the ideal link only")
+        # ---- sender: this frame's budget, packet and fate on the link
+        if session is None:  # clean / blind: the raw frame (or nothing) on the ideal link
+            arrival = now + compute_s
+            fates.add(frame_fate(now, arrival, deadline))
+            bits.append(RAW_BITS_64 if point.codec == "clean" else 0)
+            hbits.append(0)
+            kk.append(k_max if point.codec == "clean" else 0)
+            inflight.append((arrival, step, now, frame, proprio))
+            lat.append(compute_ms)
         else:
-            choice = session.next_budget(now, fixed=_fixed_budget(point))
-            fid += 1
-            if choice == 0 and point.controller is not None:  # the controller skips this frame
+            k = session.next_budget(now)
+            if k == SKIP:
                 kk.append(0)
-                action = chunker.next_action()
-                obs, _, terminated, truncated, info = env.step(action)
-                if terminated or truncated:
-                    success = bool(info["success"])
-                    break
-                continue
-            e = _encode(point, enc, budgets, frame, int(choice), step, now)
-            k = int(choice)
-            payload, size, hdr = e.packet, len(e.packet), e.header_bytes
-            d = session.send(fid - 1, now, k, size, compute_ms / 1e3)
-            arrival = d.arrival_time
-            wbits.append(d.wire_bytes * 8)
-        bits.append(size * 8)
-        hbits.append(hdr * 8)
-        kk.append(k)
-        if arrival is None or arrival - now > deadline:
-            misses += 1
-        if arrival is not None:
-            inflight.append((arrival, step, payload, proprio, k))
-            lat.append((arrival - now) * 1000)
-        # ---- receiver: newest delivered observation → policy → chunk
-        ready = [x for x in inflight if x[0] <= now + dt * 0.999]
+            else:
+                e, _ = session.sender.encode(frame, k, frame_id=fid, capture_time=now)
+                res = session.send(fid, now, k, len(e.packet), compute_s)
+                bits.append(len(e.packet) * 8)
+                hbits.append(e.header_bytes * 8)
+                wbits.append(res.wire_bytes * 8)
+                kk.append(k)
+                if res.arrival_time is not None:
+                    inflight.append((res.arrival_time, step, now, e.packet, proprio))
+                    lat.append((res.arrival_time - now) * 1000)
+            fid += 1
+        # ---- receiver: the newest delivered observation → policy → chunk
+        ready = sorted((x for x in inflight if x[0] <= now + dt * 0.999), key=lambda x: x[1])
         if ready:
             inflight = [x for x in inflight if x[0] > now + dt * 0.999]
-            _, obs_step, pl, prop, kb = max(ready, key=lambda x: x[1])
-            try:
-                ids, budget = _receive(point, pl, kb, vision, dec, k_max)
-            except PacketError:
-                decode_errors += 1
-                ids = None
-            if ids is not None:
-                chunk = policy.infer_batch(ids[None], np.array([budget]), [instruction],
-                                           prop[None])[0]  # fmt: skip
+            seen: Observation | None
+            newest: int | None = len(ready) - 1
+            if receiver is None:  # blind
+                seen = Observation.blind(k_max)
+            elif session is None:  # clean: the raw frame
+                seen = receiver.from_frame(ready[-1][3])
+            else:  # every packet decoded in order, the newest decoded one acted on
+                packets = [x[3] for x in ready]
+                seen, newest, refused = receiver.receive_newest(packets, codec=point.codec)
+                for i in refused:
+                    if ready[i][1] >= 0:
+                        session.refused(ready[i][2], ready[i][0])
+            if seen is not None and newest is not None and ready[newest][1] >= 0:
+                _, obs_step, _, _, prop = ready[newest]
+                chunk = policy.infer_batch(seen.token_ids[None], np.array([seen.budget]),
+                                           [instruction], prop[None])[0]  # fmt: skip
                 chunker.submit(chunk, obs_step=obs_step)
         action = chunker.next_action()
         obs, _, terminated, truncated, info = env.step(action)
@@ -276,46 +309,11 @@ def run_episode(
         header_bits_mean=float(np.mean(hbits)) if hbits else math.nan,
         wire_bits_mean=float(np.mean(wbits or bits)) if (wbits or bits) else math.nan,
         latency_mean_ms=float(np.nanmean(lat_arr)), latency_p95_ms=float(np.nanpercentile(lat_arr, 95)),
-        deadline_misses=misses, held_steps=chunker.held_steps, budget_mean=float(np.mean(kk)),
-        decode_errors=decode_errors,
+        deadline_misses=fates.misses, held_steps=chunker.held_steps, budget_mean=float(np.mean(kk)),
+        decode_errors=sum(receiver.stats.dropped.values()) if receiver is not None else 0,
+        frames_captured=fates.captured, frames_skipped=fates.skipped, frames_late=fates.late,
+        frames_lost=fates.lost,
     )  # fmt: skip
-
-
-def _fixed_budget(point: Point) -> int | None:
-    """The budget a point without a controller sends at (0: a pixel codec by target size)."""
-    if point.controller is not None:
-        return None
-    if point.codec != "tokens" and point.target_bytes is not None:
-        return 0  # sentinel: encode by target size
-    return point.budget
-
-
-def _encode(point: Point, enc: Any, budgets: list, frame: np.ndarray, choice: int, frame_id: int,
-            now: float) -> Any:  # fmt: skip
-    """Sender side: one frame → packet at the chosen budget (or target size)."""
-    kw = {"frame_id": frame_id % 256, "stamp_ms": int(now * 1000) % 65536}
-    if point.codec == "tokens":
-        return enc.encode(frame, budget=choice, **kw)
-    if point.target_bytes is not None and point.controller is None:
-        return enc.encode(frame, target_bytes=point.target_bytes, **kw)
-    return enc.encode(frame, budget=budgets[choice - 1], **kw)
-
-
-def _receive(point: Point, payload: Any, k: int, vision: Any, dec: Any, k_max: int):
-    """Receiver side: packet (or raw frame) → (token ids padded to k_max, budget)."""
-    if point.codec == "blind":
-        return np.zeros(k_max, np.int64), 0
-    if point.codec == "clean":
-        _, ids = vision.tokenize(payload[None])
-        return ids[0].astype(np.int64), k_max
-    if point.codec == "tokens":
-        d = dec.decode(payload)
-        return np.asarray(d.padded, np.int64), int(d.budget)
-    d = dec.decode(payload)
-    if d.image is None:
-        return None, 0
-    _, ids = vision.tokenize(d.image[None])
-    return ids[0].astype(np.int64), k_max
 
 
 def episode_job(args: tuple[dict, str, int, dict]) -> dict:

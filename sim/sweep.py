@@ -34,7 +34,8 @@ from typing import Any
 import numpy as np
 
 from embodied.metrics import Rate, vision_gain
-from sim.evaluate import MODELS_DIR, Point, episode_job
+from embodied.pipeline import FateCounts
+from sim.evaluate import MODELS_DIR, Point, episode_job, fates_of
 
 DEFAULT_BUDGETS = (1, 2, 4, 8, 16, 64)
 DEFAULT_TARGETS = {  # packet bytes per frame, header included
@@ -163,7 +164,9 @@ def summarize(episodes: list[dict], points: list[Point], control_hz: float) -> d
             continue
         rate = Rate(sum(e["success"] for e in eps), len(eps))
         lo, hi = rate.ci95
-        frames = sum(e["frames_sent"] for e in eps)
+        fates = FateCounts()
+        for e in eps:
+            fates += fates_of(e)
         per_task: dict[str, list[bool]] = defaultdict(list)
         for e in eps:
             per_task[e["task"]].append(e["success"])
@@ -181,7 +184,8 @@ def summarize(episodes: list[dict], points: list[Point], control_hz: float) -> d
             "kbps": bits * control_hz / 1000,
             "latency_mean_ms": float(np.nanmean([e["latency_mean_ms"] for e in eps])),
             "latency_p95_ms": float(np.nanmean([e["latency_p95_ms"] for e in eps])),
-            "deadline_miss_pct": 100 * sum(e["deadline_misses"] for e in eps) / max(frames, 1),
+            "deadline_miss_pct": 100 * fates.miss_rate, "frames_captured": fates.captured,
+            "skipped_pct": 100 * fates.skipped / max(fates.captured, 1),
             "budget_mean": float(np.mean([e["budget_mean"] for e in eps])),
             "held_steps_mean": float(np.mean([e["held_steps"] for e in eps])),
             "per_task": {t: float(np.mean(v)) for t, v in sorted(per_task.items())},
@@ -379,12 +383,12 @@ def plot_traces(summary: dict, path: Path) -> None:
 
 def format_table(summary: dict) -> str:
     lines = [f"{'point':44s} {'n':>4s} {'success [95% CI]':>20s} {'bits/frame':>10s} "
-             f"{'hdr':>5s} {'kbit/s':>8s} {'lat ms':>7s} {'miss%':>6s}"]  # fmt: skip
+             f"{'hdr':>5s} {'kbit/s':>8s} {'lat ms':>7s} {'miss%':>6s} {'skip%':>6s}"]  # fmt: skip
     for r in summary["points"]:
         ci = f"{100 * r['success']:5.1f} [{100 * r['ci95_low']:3.0f},{100 * r['ci95_high']:3.0f}]"
         lines.append(f"{r['point'][:44]:44s} {r['episodes']:4d} {ci:>20s} {r['bits_per_frame']:10.0f} "
                      f"{r['header_bits_per_frame']:5.0f} {r['kbps']:8.2f} {r['latency_mean_ms']:7.1f} "
-                     f"{r['deadline_miss_pct']:6.1f}")  # fmt: skip
+                     f"{r['deadline_miss_pct']:6.1f} {r['skipped_pct']:6.1f}")  # fmt: skip
     if summary.get("bits_to_95pct_of_clean"):
         lines.append("bits/frame to reach 95% of uncompressed success:")
         for k, v in summary["bits_to_95pct_of_clean"].items():

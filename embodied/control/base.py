@@ -44,7 +44,7 @@ class Feedback:
 
     frame_id: int
     budget: int
-    payload_bytes: int  # codec bytes, packet header included
+    packet_bytes: int  # the codec's packet: our header + payload (no transport framing)
     overhead_bytes: int  # transport framing (UDP/IP, DDS, radio) on top
     capture_time: float
     send_time: float
@@ -55,7 +55,7 @@ class Feedback:
 
     @property
     def wire_bytes(self) -> int:
-        return self.payload_bytes + self.overhead_bytes
+        return self.packet_bytes + self.overhead_bytes
 
     @property
     def latency(self) -> float | None:
@@ -89,6 +89,12 @@ class ControllerSettings:
     max_budget: int = _setting(
         64, "largest token budget the controller may choose", lo=1, hi="k_max"
     )
+    budget: int = _setting(
+        DEFAULT_K_MAX,
+        "the fixed controller's budget (clamped to min_budget..max_budget)",
+        lo=1,
+        hi="k_max",
+    )
     bitrate_cap_kbps: float = _setting(
         0.0,
         "cap on the sent bit rate incl. transport overhead (kbit/s); 0 = no cap",
@@ -107,6 +113,14 @@ class ControllerSettings:
         hi=4096,
         live=False,
     )
+
+    @classmethod
+    def for_k_max(cls, k_max: int, **changes: Any) -> ControllerSettings:
+        """Settings for a codec of ``k_max`` budgets: ``max_budget`` and ``budget`` default to
+        ``k_max`` (the field defaults assume the 64-token tokenizer)."""
+        values: dict[str, Any] = {"k_max": k_max, "max_budget": k_max, "budget": k_max}
+        values.update(changes)
+        return cls(**values)
 
     def __post_init__(self) -> None:
         specs = settings_spec(DEFAULT_K_MAX)
@@ -218,7 +232,7 @@ class BaseController:
             raise ValueError(f"frame_rate_hz={frame_rate_hz} must be positive")
         self._settings = settings or ControllerSettings()
         self.frame_rate_hz = float(frame_rate_hz)
-        self.payload_model = OnlineLinear(prior_intercept=8.0, prior_slope=1.0)
+        self.packet_model = OnlineLinear(prior_intercept=8.0, prior_slope=1.0)
         self.compute_model = OnlineLinear(prior_intercept=2e-3, prior_slope=5e-5)
         self.overhead_bytes = 0
         self.last_budget: int | None = None
@@ -250,7 +264,7 @@ class BaseController:
 
     # -- what a budget costs ---------------------------------------------------------
     def predicted_wire_bytes(self, budget: int, quantile_z: float = 0.0) -> float:
-        return self.payload_model.predict(budget, quantile_z) + self.overhead_bytes
+        return self.packet_model.predict(budget, quantile_z) + self.overhead_bytes
 
     def predicted_compute_s(self, budget: int, quantile_z: float = 0.0) -> float:
         return max(0.0, self.compute_model.predict(budget, quantile_z))
@@ -270,7 +284,7 @@ class BaseController:
     def observe(self, feedback: Feedback) -> None:
         if feedback.status == "sent":
             self.overhead_bytes = feedback.overhead_bytes
-            self.payload_model.update(feedback.budget, feedback.payload_bytes)
+            self.packet_model.update(feedback.budget, feedback.packet_bytes)
             self.compute_model.update(feedback.budget, feedback.compute_time)
         self._observe(feedback)
 

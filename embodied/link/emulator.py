@@ -35,7 +35,7 @@ from embodied.link.traces import Trace
 
 UDP_IPV4_OVERHEAD_BYTES = 28  # 20-byte IPv4 header + 8-byte UDP header
 
-Fate = Literal["delivered", "queue_drop", "random_loss", "burst_loss"]
+LinkEvent = Literal["delivered", "queue_drop", "random_loss", "burst_loss"]
 
 
 @dataclass(frozen=True)
@@ -113,17 +113,17 @@ class PacketResult:
 
     seq: int
     send_time: float
-    payload_bytes: int
+    packet_bytes: int
     overhead_bytes: int
     backlog_bytes: float  # bytes ahead of it in the queue when it arrived
     departure_time: float | None  # None if dropped by the queue
     arrival_time: float | None  # None if lost in any way
-    fate: Fate
+    fate: LinkEvent
     service_start: float | None = None  # its first byte's position on the service curve S
 
     @property
     def wire_bytes(self) -> int:
-        return self.payload_bytes + self.overhead_bytes
+        return self.packet_bytes + self.overhead_bytes
 
     @property
     def lost(self) -> bool:
@@ -138,7 +138,7 @@ class PacketResult:
 @dataclass
 class LinkStats:
     packets: int = 0
-    payload_bytes: int = 0  # accepted into the queue
+    packet_bytes: int = 0  # accepted into the queue
     overhead_bytes: int = 0
     fates: dict[str, int] = field(
         default_factory=lambda: dict.fromkeys(
@@ -166,13 +166,13 @@ class LinkEmulator:
         """Bytes waiting at the bottleneck at time ``t`` (the one in service included)."""
         return max(0.0, self._served - self.trace.delivered_bytes(t))
 
-    def probe(self, t: float, payload_bytes: int) -> float | None:
+    def probe(self, t: float, packet_bytes: int) -> float | None:
         """Arrival time of a packet if it were sent at ``t``, without sending it.
 
         Loss is not drawn (it is not knowable in advance); None if the queue
         would drop it. Only the oracle controller may use this.
         """
-        wire = payload_bytes + self.config.overhead_bytes
+        wire = packet_bytes + self.config.overhead_bytes
         s_t = self.trace.delivered_bytes(t)
         backlog = max(0.0, self._served - s_t)
         limit = self.config.queue_limit_bytes
@@ -181,16 +181,16 @@ class LinkEmulator:
         departure = self.trace.time_of_byte(max(self._served, s_t) + wire)
         return departure + self.config.propagation_delay_s
 
-    def send(self, t: float, payload_bytes: int) -> PacketResult:
+    def send(self, t: float, packet_bytes: int) -> PacketResult:
         if t < self._last_send:
             raise ValueError(f"send times must not decrease: {t} after {self._last_send}")
-        if payload_bytes < 0:
-            raise ValueError(f"payload_bytes={payload_bytes} must be >= 0")
+        if packet_bytes < 0:
+            raise ValueError(f"packet_bytes={packet_bytes} must be >= 0")
         self._last_send = t
         cfg = self.config
         seq = self._seq
         self._seq += 1
-        wire = payload_bytes + cfg.overhead_bytes
+        wire = packet_bytes + cfg.overhead_bytes
         s_t = self.trace.delivered_bytes(t)
         backlog = max(0.0, self._served - s_t)
         self.stats.packets += 1
@@ -201,15 +201,15 @@ class LinkEmulator:
         if limit is not None and backlog + wire > limit:
             self.stats.fates["queue_drop"] += 1
             return PacketResult(
-                seq, t, payload_bytes, cfg.overhead_bytes, backlog, None, None, "queue_drop"
+                seq, t, packet_bytes, cfg.overhead_bytes, backlog, None, None, "queue_drop"
             )
         start = max(self._served, s_t)
         self._served = start + wire
         self.stats.max_backlog_bytes = max(self.stats.max_backlog_bytes, backlog + wire)
-        self.stats.payload_bytes += payload_bytes
+        self.stats.packet_bytes += packet_bytes
         self.stats.overhead_bytes += cfg.overhead_bytes
         departure = self.trace.time_of_byte(self._served)
-        fate: Fate = "delivered"
+        fate: LinkEvent = "delivered"
         ge = cfg.burst_loss
         if ge is not None:
             if ge.step_s is None:
@@ -225,5 +225,5 @@ class LinkEmulator:
         self.stats.fates[fate] += 1
         arrival = departure + cfg.propagation_delay_s if fate == "delivered" else None
         return PacketResult(
-            seq, t, payload_bytes, cfg.overhead_bytes, backlog, departure, arrival, fate, start
+            seq, t, packet_bytes, cfg.overhead_bytes, backlog, departure, arrival, fate, start
         )

@@ -48,7 +48,7 @@ class _FrameNoise:
 class SizeModel(Protocol):
     description: str
 
-    def payload_bytes(self, budget: int, frame: int) -> int:
+    def packet_bytes(self, budget: int, frame: int) -> int:
         """Packet bytes (header included, transport overhead excluded) of frame ``frame``."""
         ...
 
@@ -71,7 +71,7 @@ class LinearSizeModel:
             f"u log-normal mean 1 σ={self.jitter}"
         )
 
-    def payload_bytes(self, budget: int, frame: int) -> int:
+    def packet_bytes(self, budget: int, frame: int) -> int:
         body = self.bytes_per_token * budget * self._noise(frame)
         return self.header_bytes + max(1, math.ceil(body - 1e-9))
 
@@ -114,7 +114,7 @@ class TableSizeModel:
     def mean_bytes(self, budget: int) -> float:
         return float(np.interp(budget, self.budgets, self.bytes))
 
-    def payload_bytes(self, budget: int, frame: int) -> int:
+    def packet_bytes(self, budget: int, frame: int) -> int:
         return max(1, round(self.mean_bytes(budget) * self._noise(frame)))
 
 

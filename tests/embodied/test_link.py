@@ -91,7 +91,7 @@ def test_transport_overhead_counts_against_the_link_and_apart():
     r = link.send(0.0, 72)
     assert r.wire_bytes == 100 and r.overhead_bytes == 28
     assert r.departure_time == pytest.approx(0.1)  # 100 wire bytes at 1000 B/s
-    assert link.stats.payload_bytes == 72 and link.stats.overhead_bytes == 28
+    assert link.stats.packet_bytes == 72 and link.stats.overhead_bytes == 28
 
 
 def test_mahimahi_opportunities_by_hand():
@@ -309,10 +309,10 @@ def test_shipped_traces_load_scaled_and_small():
 # -- packet-size and compute models ---------------------------------------------------------
 def test_linear_size_model_by_hand_and_deterministic():
     exact = LinearSizeModel(jitter=0.0)
-    assert [exact.payload_bytes(k, 0) for k in (1, 10, 64)] == [8, 16, 65]
+    assert [exact.packet_bytes(k, 0) for k in (1, 10, 64)] == [8, 16, 65]
     noisy_a, noisy_b = LinearSizeModel(seed=4), LinearSizeModel(seed=4)
-    sizes = [noisy_a.payload_bytes(32, i) for i in range(200)]
-    assert sizes == [noisy_b.payload_bytes(32, i) for i in range(200)]
+    sizes = [noisy_a.packet_bytes(32, i) for i in range(200)]
+    assert sizes == [noisy_b.packet_bytes(32, i) for i in range(200)]
     assert 30 < sum(sizes) / len(sizes) < 42 and len(set(sizes)) > 3
 
 
@@ -320,8 +320,8 @@ def test_table_size_model(tmp_path: Path):
     p = tmp_path / "sizes.json"
     p.write_text('{"budget": [1, 8, 64], "bytes": [10, 24, 80]}')
     table = TableSizeModel.from_json(p, jitter=0.0)
-    assert table.payload_bytes(1, 0) == 10
-    assert table.payload_bytes(36, 0) == 52  # halfway between 8 and 64
+    assert table.packet_bytes(1, 0) == 10
+    assert table.packet_bytes(36, 0) == 52  # halfway between 8 and 64
     p.write_text('{"budget": [8, 1], "bytes": [10, 24]}')
     with pytest.raises(ValueError, match="increase"):
         TableSizeModel.from_json(p)

@@ -41,7 +41,9 @@ def test_token_bits_are_packet_bytes_and_grow_with_budget():
     assert r1.header_bits_mean <= 64  # compact header: at most 8 bytes
     assert r1.bits_mean <= 12 * 8  # one token fits in 12 bytes, header included
     assert r16.bits_mean > r1.bits_mean
-    assert r1.bits_mean % 8 == 0 or r1.frames_sent > 1  # whole bytes per packet
+    # a fixed budget on the ideal link: every frame captured is sent and on time
+    assert r1.frames_captured == r1.frames_sent == r1.steps and r1.deadline_misses == 0
+    assert r1.budget_mean == 1 and r16.budget_mean == 16
 
 
 @needs_models
@@ -56,6 +58,8 @@ def test_trace_mode_reports_latency_and_misses():
                     max_steps=60)  # fmt: skip
     # JPEG's ~640-byte floor cannot fit the scaled link: frames miss the deadline, arm holds
     assert r.deadline_misses > 0 and r.latency_mean_ms > 100
+    assert r.frames_captured == r.steps
+    assert r.deadline_misses == r.frames_late + r.frames_lost + r.frames_skipped
 
 
 def test_envelope_and_reach():
@@ -79,7 +83,8 @@ def test_impossible_sweeps_are_refused(capsys, tmp_path):
 def test_missing_model_is_named(capsys, tmp_path):
     with pytest.raises(SystemExit):
         eval_main(["--models", str(tmp_path), "--episodes", "1", "--out", str(tmp_path / "o")])
-    assert "tokenizer.json" in capsys.readouterr().err or "policy.json" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert str(tmp_path) in err and ("tokenizer.json" in err or "policy.json" in err), err
 
 
 @needs_models
@@ -131,6 +136,7 @@ def test_trace_episodes_are_deterministic():
     assert a == b  # simulated time only: no wall clock leaks into the link
 
 
+@needs_models
 def test_deadline_controller_starts_warm_and_sends_most_frames():
     # Regression: a cold controller whose size model read its first packet as a 100% error
     # predicted its smallest packet 4x too big and skipped ~40% of the frames of a cellular
@@ -140,6 +146,12 @@ def test_deadline_controller_starts_warm_and_sends_most_frames():
     rs = [run_episode(p, "button-press", SEED + i, max_steps=90) for i in range(3)]
     sent, steps = sum(r.frames_sent for r in rs), sum(r.steps for r in rs)
     assert sent >= 0.85 * steps, (sent, steps)
-    assert sum(r.deadline_misses for r in rs) <= 0.05 * sent
-    cold = run_episode(p, "button-press", SEED, max_steps=90, link_warmup_s=0.0)
-    assert rs[0] != cold  # the warm-up changed what the controller knew at the first frame
+    # a skip is a miss (embodied.pipeline): counted against the frames captured
+    assert all(r.frames_captured == r.steps for r in rs)
+    assert sum(r.deadline_misses for r in rs) == sum(r.frames_skipped + r.frames_late
+                                                     + r.frames_lost for r in rs)  # fmt: skip
+    assert sum(r.deadline_misses for r in rs) <= 0.15 * steps
+    cold = [run_episode(p, "button-press", SEED + i, max_steps=90, link_warmup_s=0.0)
+            for i in range(3)]  # fmt: skip
+    # without the warm-up the controller skips more (it measured here 35 skips against 16)
+    assert sum(r.frames_skipped for r in cold) > sum(r.frames_skipped for r in rs)
