@@ -1,10 +1,11 @@
 """The learned token codec against a tiny model directory built to docs/models.md.
 
-The trained tokenizer is not needed: ``tiny_model_dir`` exports a small
-random-init conv → linear → FSQ module to ONNX exactly as the contract says
-(inputs, outputs, dtypes, dynamic batch, opset 17, model_id = encoder hash),
-with a peaked prior estimated from its own codes, as training would. When the
-shipped ``embodied/models/tok-task`` exists, every test runs on it too.
+The trained tokenizer is not needed: the committed fixture ``tests/fixtures/models/tok-tiny``
+is a small random-init conv → linear → FSQ module exported to ONNX exactly as the contract says
+(inputs, outputs, dtypes, dynamic batch, opset 17, model_id = encoder hash), with a peaked prior
+estimated from its own codes, as training would; so these tests need no torch and run in the
+core environment too. When the shipped ``embodied/models/tok-task`` exists, every test runs on it
+too.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from __future__ import annotations
 import json
 import math
 import shutil
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -24,6 +26,7 @@ from embodied.codecs.tokens import (
     TokenizerMissing,
     TokenizerModelError,
 )
+from embodied.modelfiles import ENCODER_ONNX, TOKENIZER_JSON, TokenizerSpec, encoder_model_id
 from embodied.packet import (
     CorruptPacket,
     ForeignModel,
@@ -32,27 +35,28 @@ from embodied.packet import (
     bits,
     overhead_bytes,
 )
-from tests.fixtures.tiny_models import build_tokenizer_dir, make_frames
-
-LEVELS = (8, 5, 5, 5)
-K_MAX = 16
-RES = 64
-
-
-def build_model_dir(path: Path, **kw) -> Path:
-    """A tokenizer directory of docs/models.md built with torch (skips without it)."""
-    pytest.importorskip("torch")
-    return build_tokenizer_dir(path, **{"k_max": K_MAX, "levels": LEVELS, "res": RES, **kw})
+from tests.fixtures.tiny_models import TOKENIZER, make_frames
 
 
 @pytest.fixture(scope="module")
-def tiny_dir(tmp_path_factory) -> Path:
-    return build_model_dir(tmp_path_factory.mktemp("tok") / "tok-test")
+def tiny_dir() -> Path:
+    return TOKENIZER  # tests copy it before changing anything
 
 
 @pytest.fixture(scope="module")
 def other_dir(tmp_path_factory) -> Path:
-    return build_model_dir(tmp_path_factory.mktemp("tok2") / "tok-other", seed=1, name="tok-other")
+    """Another export of the tiny tokenizer: the same weights, but the encoder file carries a
+    doc string (ModelProto field 6, appended as one more protobuf field), so its hash, the
+    contract's model_id, differs. Built without torch or onnx."""
+    out = tmp_path_factory.mktemp("tok2") / "tok-other"
+    shutil.copytree(TOKENIZER, out)
+    doc = b"another export"
+    with open(out / ENCODER_ONNX, "ab") as f:
+        f.write(bytes([6 << 3 | 2, len(doc)]) + doc)
+    spec = TokenizerSpec.load(TOKENIZER)
+    replace(spec, name="tok-other", model_id=encoder_model_id(out / ENCODER_ONNX)).write(out)
+    assert json.loads((out / TOKENIZER_JSON).read_text())["model_id"] != spec.model_id_hex
+    return out
 
 
 SHIPPED = DEFAULT_MODEL_DIR if (DEFAULT_MODEL_DIR / "tokenizer.json").is_file() else None
@@ -186,7 +190,7 @@ def test_damaged_packets_raise_typed_errors(codec, frames):
 
 
 def test_foreign_model_packets_are_refused(tiny_dir, other_dir):
-    frames = make_frames(1)
+    frames = make_frames(1, res=TokenizerSpec.load(tiny_dir).resolution)
     mine, theirs = TokenCodec(tiny_dir), TokenCodec(other_dir)
     assert mine.model_id != theirs.model_id
     packet = theirs.encode(frames[0], budget=3).packet
@@ -199,7 +203,7 @@ def test_foreign_model_packets_are_refused(tiny_dir, other_dir):
 
 
 def test_constriction_coder_round_trips(tiny_dir):
-    frames = make_frames(1)
+    frames = make_frames(1, res=TokenizerSpec.load(tiny_dir).resolution)
     codec = TokenCodec(tiny_dir, coder="constriction")
     _, ids = codec.tokenize(frames[0])
     for k in (1, 5, codec.k_max):
@@ -243,7 +247,7 @@ def test_other_camera_sizes_are_resized(tiny_dir):
     enc = wide.encode(frame, budget=3)
     dec = native.decode(enc.packet, image=True)  # tokens do not depend on the camera size
     assert np.array_equal(dec.tokens, enc.tokens)
-    assert dec.image.shape == (64, 64, 3)
+    assert dec.image.shape == (native.spec.resolution, native.spec.resolution, 3)
     assert wide.decode(enc.packet, image=True).image.shape == (48, 80, 3)
     with pytest.raises(ValueError):
         wide.encode(np.zeros((32, 32, 3), np.uint8), budget=1)
@@ -273,6 +277,7 @@ def test_shipped_sixteen_tokens_beat_the_smallest_jpeg_tenfold():
 
 
 def test_rd_report_smoke(tiny_dir, tmp_path):
+    pytest.importorskip("matplotlib")  # the report's plots: the `tools` extra
     from embodied_tools.rd import main as rd_main
 
     np.save(tmp_path / "f.npy", make_frames(6, seed=11))
@@ -284,7 +289,7 @@ def test_rd_report_smoke(tiny_dir, tmp_path):
         assert (out / name).stat().st_size > 0
     report = json.loads((out / "rd.json").read_text())
     assert report["n_frames"] == 6
-    toks = report["curves"]["tokens:tok-test"]["points"]
+    toks = report["curves"][f"tokens:{TokenizerSpec.load(tiny_dir).name}"]["points"]
     assert [p["setting"]["k"] for p in toks] == [1, 4]
     for curve in report["curves"].values():
         for p in curve["points"]:
