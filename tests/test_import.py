@@ -1,7 +1,21 @@
-"""`import embodied` must stay light: no torch, MuJoCo or rclpy on the robot-side path."""
+"""`import embodied` must stay light: the robot-side run time pulls no torch, MuJoCo, rclpy,
+plotting or progress bars, and none of the packages that do (sim, policies, embodied_tools)."""
 
 import subprocess
 import sys
+
+HEAVY = (
+    "torch",
+    "mujoco",
+    "metaworld",
+    "gymnasium",
+    "rclpy",
+    "matplotlib",
+    "tqdm",
+    "sim",
+    "policies",
+    "embodied_tools",
+)
 
 
 def test_import_embodied_pulls_no_heavy_modules():
@@ -10,7 +24,7 @@ def test_import_embodied_pulls_no_heavy_modules():
         "import importlib, pkgutil\n"
         "for m in pkgutil.walk_packages(embodied.__path__, 'embodied.'):\n"
         "    importlib.import_module(m.name)\n"
-        "bad = [m for m in ('torch', 'mujoco', 'rclpy', 'metaworld') if m in sys.modules]\n"
+        f"bad = [m for m in {HEAVY!r} if m in sys.modules]\n"
         "print(','.join(bad))\n"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
