@@ -12,7 +12,16 @@ export PYOPENGL_PLATFORM ?= egl
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 
-.PHONY: install test run lint format clean
+# The torch-free core environment: the project with no extras (the robot side) + pytest.
+# `make test` runs the core's tests there once, so an import of torch, MuJoCo, rclpy or
+# matplotlib on the run-time path fails a test instead of passing unnoticed in the full
+# environment (tests that need one of them skip there with pytest.importorskip).
+CORE_VENV := .venv-core
+CORE_PY := $(CORE_VENV)/bin/python
+CORE_STAMP := $(CORE_VENV)/.installed
+CORE_TESTS ?= tests/embodied tests/test_import.py tests/test_registry_names.py
+
+.PHONY: install test test-core typecheck run lint format clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -25,9 +34,26 @@ $(STAMP): pyproject.toml | $(PY)
 
 install: $(STAMP)
 
-test: $(STAMP)
+$(CORE_STAMP): pyproject.toml
+	$(PYTHON) -m venv $(CORE_VENV)
+	$(CORE_PY) -m pip install -q --upgrade pip
+	$(CORE_PY) -m pip install -q -e . "pytest>=8" pytest-timeout "hypothesis>=6"
+	@if $(CORE_PY) -c "import importlib.util as u, sys; sys.exit(not any(u.find_spec(m) for m in ('torch', 'mujoco', 'rclpy', 'matplotlib')))"; then \
+		echo "$(CORE_VENV) must not have torch, mujoco, rclpy or matplotlib"; exit 1; fi
+	touch $(CORE_STAMP)
+
+test-core: $(CORE_STAMP)
+	$(CORE_PY) -m pytest -q -p no:cacheprovider $(CORE_TESTS)
+
+# basedpyright over the packages ([tool.basedpyright] in pyproject.toml); clean = 0 errors.
+typecheck: $(STAMP)
+	$(VENV)/bin/basedpyright
+
+test: $(STAMP) $(CORE_STAMP)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/basedpyright
+	$(MAKE) --no-print-directory test-core
 	$(VENV)/bin/python -m pytest -q
 
 # The main job: closed-loop success vs bit rate with the shipped models (no training), ~5 min.
@@ -44,4 +70,4 @@ format: $(STAMP)
 	$(VENV)/bin/ruff format .
 
 clean:
-	rm -rf $(VENV) .pytest_cache .ruff_cache
+	rm -rf $(VENV) $(CORE_VENV) .pytest_cache .ruff_cache
