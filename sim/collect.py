@@ -38,9 +38,16 @@ _ENVS: dict[tuple[str, int, str], Any] = {}
 def _env(task: str, resolution: int, camera: str) -> Any:
     key = (task, resolution, camera)
     if key not in _ENVS:
-        from sim.env import MetaWorldTaskEnv
+        from sim.cluttered.spec import is_cluttered
 
-        _ENVS[key] = MetaWorldTaskEnv(task, resolution=resolution, camera=camera)
+        if is_cluttered(task):
+            from sim.cluttered.env import ClutteredEnv
+
+            _ENVS[key] = ClutteredEnv(task, resolution=resolution, camera=camera)
+        else:
+            from sim.env import MetaWorldTaskEnv
+
+            _ENVS[key] = MetaWorldTaskEnv(task, resolution=resolution, camera=camera)
     return _ENVS[key]
 
 
@@ -79,6 +86,12 @@ def rollout_expert(
 ) -> dict[str, Any]:  # fmt: skip
     """One expert episode. Returns arrays when ``record`` else just the outcome. With
     ``noise``, executed actions are perturbed (:class:`ActionNoise`), labels stay clean."""
+    from sim.cluttered.spec import is_cluttered
+
+    if is_cluttered(task):  # the cluttered suite's own state-machine experts
+        from sim.cluttered.expert import rollout_for_collect
+
+        return rollout_for_collect(_env(task, resolution, camera), seed, record, noise)
     from sim.experts import ScriptedExpert
 
     env = _env(task, resolution, camera)
@@ -128,6 +141,7 @@ def _collect_job(args: tuple[str, int, int, str, str, float]) -> dict[str, Any]:
             success=r["success"],
             layout=r["layout"],
             action_noise=noise,
+            wrist=r.get("wrist"),
         ),
     )
     return {"task": task, "seed": seed, "success": r["success"], "steps": r["steps"]}
@@ -208,6 +222,27 @@ def _common_args(p: argparse.ArgumentParser, default_episodes: int) -> None:
     p.add_argument("--seed-start", type=int, default=0, help="first seed offset within the split")
 
 
+def _check_suite_args(tasks: list, a: argparse.Namespace) -> int:
+    """Resolution (and camera) for the tasks' suite: the cluttered suite renders 64..256 from
+    its ``front`` camera (plus ``wrist``, stored beside the frames); one suite per run."""
+    from sim.cluttered.spec import is_cluttered
+
+    kinds = {is_cluttered(t.name) for t in tasks}
+    if len(kinds) > 1:
+        raise ValueError("collect one suite per run (Meta-World tasks or cluttered tasks)")
+    if kinds == {True}:
+        from sim.cluttered.env import check_resolution as cluttered_resolution
+
+        if a.camera == "corner":
+            a.camera = "front"
+        if a.camera != "front":
+            raise ValueError(
+                f"the cluttered suite records --camera front (and wrist), got {a.camera!r}"
+            )
+        return cluttered_resolution(a.resolution)
+    return check_resolution(a.resolution)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """``embodied collect``: write expert demonstrations (training seeds)."""
     p = argparse.ArgumentParser(prog="embodied collect", description=__doc__,
@@ -224,7 +259,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     a = p.parse_args(argv)
     try:
         tasks = resolve_tasks(a.tasks)
-        resolution = check_resolution(a.resolution)
+        resolution = _check_suite_args(tasks, a)
         if a.episodes < 1:
             raise ValueError(f"--episodes must be >= 1, got {a.episodes}")
         if not 0.0 <= a.noise <= 1.0:
@@ -257,7 +292,7 @@ def expert_eval_main(argv: Sequence[str] | None = None) -> int:
     a = p.parse_args(argv)
     try:
         tasks = resolve_tasks(a.tasks)
-        resolution = check_resolution(a.resolution)
+        resolution = _check_suite_args(tasks, a)
         if a.episodes < 1:
             raise ValueError(f"--episodes must be >= 1, got {a.episodes}")
     except ValueError as e:

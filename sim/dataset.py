@@ -15,6 +15,10 @@ Layout (format ``embodied-demos``, version 1)::
         task         str     ()            suite task name
         action_noise float64 ()            optional (default 0): std of the DART perturbation
                                            added to the *executed* actions (labels are clean)
+        wrist        uint8   (T, H, W, 3)  optional: the wrist camera (cluttered suite), where
+                                           ``frames`` is its ``front`` camera; ``layout`` is then
+                                           ``Layout.as_vector()`` (target xy, goal xy, velocity,
+                                           every object's xy)
 
 No pickle: ``np.load(..., allow_pickle=False)`` reads every field. An episode
 file present on disk is complete, which is what makes collection resumable.
@@ -50,6 +54,7 @@ class Episode:
     success: bool
     layout: np.ndarray
     action_noise: float = 0.0
+    wrist: np.ndarray | None = None
 
     def __len__(self) -> int:
         return len(self.actions)
@@ -117,6 +122,7 @@ def save_episode(root: Path, ep: Episode) -> Path:
             instruction=np.array(ep.instruction),
             task=np.array(ep.task),
             action_noise=np.array(float(ep.action_noise)),
+            **({} if ep.wrist is None else {"wrist": np.asarray(ep.wrist, np.uint8)}),
         )
         os.replace(tmp, path)
     finally:
@@ -137,6 +143,7 @@ def load_episode(path: Path) -> Episode:
             success=bool(z["success"]),
             layout=z["layout"],
             action_noise=float(z["action_noise"]) if "action_noise" in z.files else 0.0,
+            wrist=z["wrist"] if "wrist" in z.files else None,
         )
 
 

@@ -297,12 +297,30 @@ def get_task(name: str) -> TaskSpec:
 
 
 def resolve_tasks(names: Sequence[str] | str | None) -> list[TaskSpec]:
-    """``None``/"all" → the whole suite; else a comma list or sequence of names."""
+    """``None``/"all" → the whole suite; else a comma list or sequence of names.
+
+    Names of the cluttered suite (``sim.cluttered``) resolve to its task specs, and
+    "cluttered" to all of them; "all" stays the Meta-World suite."""
     if names is None or names == "all" or names == ["all"]:
         return list(TASKS.values())
     if isinstance(names, str):
         names = [n for n in names.split(",") if n]
-    return [get_task(n) for n in names]
+    from sim.cluttered import spec as cluttered
+
+    out: list = []
+    for n in names:
+        if n == "cluttered":
+            out += list(cluttered.TASKS.values())
+        elif cluttered.is_cluttered(n):
+            out.append(cluttered.get_task(n))
+        elif n in TASKS or any(n in (t.mw_id, t.gym_id) for t in TASKS.values()):
+            out.append(get_task(n))
+        else:
+            valid = [*TASKS, *cluttered.TASKS, "cluttered"]
+            close = difflib.get_close_matches(n, valid, n=1)
+            hint = f" Did you mean {close[0]!r}?" if close else ""
+            raise ValueError(f"unknown task {n!r}.{hint} Valid tasks: {', '.join(valid)}")
+    return out
 
 
 def task_key(name: str) -> int:
@@ -352,5 +370,10 @@ def tasks_main(argv: Sequence[str] | None = None) -> int:
               f" (Meta-World default {spec.default_low[:2]}..{spec.default_high[:2]})")  # fmt: skip
         print(f"{'':22s} train: {' | '.join(spec.train_instructions)}")
         print(f"{'':22s} held-out: {' | '.join(spec.heldout_instructions)}")
+    print()
+    print("cluttered suite (sim.cluttered, docs/cluttered.md):")
+    from sim.cluttered.spec import tasks_main as cluttered_tasks
+
+    cluttered_tasks([])
     sys.stdout.flush()
     return 0
