@@ -60,6 +60,11 @@ register(
 )
 register("belief", "embodied_tools.belief:main", "which task a policy reads an instruction as")
 register("tasks", "sim.suite:tasks_main", "list the benchmark tasks, their ids and instructions")
+register(
+    "cluttered",
+    "sim.cluttered.measure:main",
+    "cluttered suite measurements: expert success, delay and information curves",
+)
 register("link-sim", "embodied.linksim:main", "trace-driven link + budget controllers (--all)")
 register("trt-build", "embodied.trt:main", "TensorRT engine from ONNX (or the trtexec command)")
 register("bench-codecs", "embodied_tools.bench_codecs:main", "the same as `embodied bench codecs`")
