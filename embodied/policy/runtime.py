@@ -47,7 +47,7 @@ from embodied.modelfiles import (
     TokenizerSpec,
     check_io,
 )
-from embodied.policy.spec import Observation, PolicyInputError, PolicyOutputError, obs_field
+from embodied.policy.spec import ObservationLike, PolicyInputError, PolicyOutputError, obs_field
 from embodied.providers import (
     FP16_CPU_DISABLED_OPTIMIZERS,
     TensorRTOptions,
@@ -348,7 +348,7 @@ class OnnxPolicy:
 
     # -- inference -------------------------------------------------------------------
 
-    def infer(self, obs: Observation | Mapping[str, Any] | Any) -> np.ndarray:
+    def infer(self, obs: ObservationLike) -> np.ndarray:
         """One observation → action chunk ``[chunk, action_dim]`` float32, every entry finite."""
         s = self.spec
         budget = self._budget(obs_field(obs, "budget"))

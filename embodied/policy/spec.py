@@ -44,15 +44,36 @@ class Observation:
     proprio: np.ndarray | Sequence[float]
 
 
+class ObservationFields(Protocol):
+    """Any object with the four fields as attributes (:class:`Observation`, another dataclass)."""
+
+    @property
+    def token_ids(self) -> np.ndarray | Sequence[int] | None: ...
+
+    @property
+    def budget(self) -> int: ...
+
+    @property
+    def instruction(self) -> str | np.ndarray: ...
+
+    @property
+    def proprio(self) -> np.ndarray | Sequence[float]: ...
+
+
+#: what ``Policy.infer`` takes: the fields as attributes or as a mapping (``{"budget": 4, ...}``)
+ObservationLike = ObservationFields | Mapping[str, Any]
+
+
 @runtime_checkable
 class Policy(Protocol):
     """Anything that maps an observation to an action chunk ``[chunk, action_dim]``."""
 
-    def infer(self, obs: Any) -> np.ndarray: ...
+    def infer(self, obs: ObservationLike) -> np.ndarray: ...
 
 
-def obs_field(obs: Any, name: str) -> Any:
-    """Field ``name`` of an observation (a mapping or an object with attributes)."""
+def obs_field(obs: object, name: str) -> Any:
+    """Field ``name`` of an observation (a mapping or an object with attributes); whatever
+    arrived is checked here, so a missing field is a :class:`PolicyInputError`."""
     if isinstance(obs, Mapping):
         if name not in obs:
             raise PolicyInputError(name, "missing from the observation", f"keys {list(INPUTS)}")
@@ -68,6 +89,8 @@ __all__ = [
     "INPUTS",
     "ModelFileError",
     "Observation",
+    "ObservationFields",
+    "ObservationLike",
     "Policy",
     "PolicyInputError",
     "PolicyOutputError",

@@ -15,7 +15,13 @@ from typing import Any
 
 import numpy as np
 
-from embodied.policy.spec import Policy, PolicyInputError, PolicyOutputError, obs_field
+from embodied.policy.spec import (
+    ObservationLike,
+    Policy,
+    PolicyInputError,
+    PolicyOutputError,
+    obs_field,
+)
 
 
 @dataclass(frozen=True)
@@ -50,7 +56,7 @@ class LatencyMeter:
         self._all: deque[float] = deque(maxlen=window)
         self._by_budget: dict[int, deque[float]] = {}
 
-    def infer(self, obs: Any) -> np.ndarray:
+    def infer(self, obs: ObservationLike) -> np.ndarray:
         t0 = time.perf_counter()
         try:
             return self.policy.infer(obs)
@@ -212,7 +218,7 @@ class ActionChunker:
         self._since_submit += 1
         return a.copy()
 
-    def act(self, obs: Any) -> np.ndarray:
+    def act(self, obs: ObservationLike) -> np.ndarray:
         """Synchronous loop: re-plan when the chunk is exhausted (or every ``replan_every``)."""
         if self.policy is None:
             raise RuntimeError("ActionChunker.act needs a policy; use submit/next_action otherwise")
