@@ -423,7 +423,7 @@ def _parser() -> argparse.ArgumentParser:
         "--controller", action="append", help=f"one of {', '.join(REGISTRY)} (repeatable)"
     )
     p.add_argument(
-        "--budget", type=int, default=None, help="budget of the fixed controller (default: max)"
+        "--budget", type=int, default=0, help="budget of the fixed controller (0 = --max-budget)"
     )
     p.add_argument("--fps", type=float, default=30.0)
     p.add_argument("--deadline-ms", type=float, default=100.0)
@@ -558,7 +558,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             deadline_ms=args.deadline_ms,
             min_budget=args.min_budget,
             max_budget=args.max_budget,
-            budget=args.max_budget if args.budget is None else args.budget,
+            budget=args.budget or 0,
             k_max=args.k_max,
         )
         _config(args, None)  # validate the link options before running anything

@@ -421,6 +421,7 @@ class PacketStats:
     header_bytes: int = 0
     payload_bytes: int = 0
     dropped: Counter[str] = field(default_factory=Counter)
+    last_error: str = ""  # the latest refusal, for a log line
 
     def decode(
         self,
@@ -448,6 +449,7 @@ class PacketStats:
         """Count one refused packet under its error class name."""
         self.received += 1
         self.dropped[type(err).__name__] += 1
+        self.last_error = f"{type(err).__name__}: {err}"
 
     @property
     def dropped_total(self) -> int:

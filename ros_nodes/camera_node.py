@@ -20,22 +20,21 @@ from diagnostic_msgs.msg import DiagnosticArray
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
 from sensor_msgs.msg import Image
 
+from embodied.settings import Settings
 from ros_nodes.common import (
-    BOOL,
-    FLOAT,
-    INT,
-    STR,
+    LiveParameters,
     RateMeter,
+    SettingsGroup,
     autostart,
-    declare,
+    declare_settings,
     diagnostics,
     now_ns,
     ns_to_stamp,
-    plain_descriptor,
     rgb_to_image,
     spin_node,
     topic_qos,
 )
+from ros_nodes.settings import CameraNodeSettings
 from ros_nodes.wire import TOPICS
 
 
@@ -44,28 +43,8 @@ class CameraNode(LifecycleNode):
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__("camera", **kwargs)
-        self.p = declare(
-            self,
-            {
-                "device": (
-                    "0",
-                    plain_descriptor("OpenCV device index ('0') or a video file path (read on "
-                                     "configure)", STR),
-                ),
-                "rate_hz": (
-                    30.0,
-                    plain_descriptor("publish rate (read on activate)", FLOAT, lo=0.1, hi=1000.0),
-                ),
-                "width": (0, plain_descriptor("output width, 0 = as captured", INT, lo=0, hi=8192)),
-                "height": (0, plain_descriptor("output height, 0 = as captured", INT, lo=0,
-                                               hi=8192)),
-                "frame_id": ("camera", plain_descriptor("header.frame_id", STR)),
-                "loop": (True, plain_descriptor("restart a video file at its end", BOOL)),
-                "autostart": (True, plain_descriptor("configure and activate at start-up", BOOL,
-                                                     read_only=True)),
-            },
-        )  # fmt: skip
-        self.add_on_set_parameters_callback(self._on_set)
+        self.p = declare_settings(self, CameraNodeSettings())
+        self.params = LiveParameters(self, [SettingsGroup(lambda: self.p, self._apply)])
         self.diag_pub = self.create_publisher(
             DiagnosticArray, TOPICS["diagnostics"].name, topic_qos("diagnostics")
         )
@@ -77,17 +56,14 @@ class CameraNode(LifecycleNode):
         self.counts = {"published": 0, "read_failures": 0, "rewinds": 0}
         self.rate = RateMeter(window_s=2.0)
 
-    def _on_set(self, params: Sequence[Any]) -> Any:
-        from rcl_interfaces.msg import SetParametersResult
-
-        for prm in params:
-            self.p[prm.name] = prm.value
-        return SetParametersResult(successful=True)
+    def _apply(self, new: Settings, changes: dict[str, Any]) -> None:
+        assert isinstance(new, CameraNodeSettings)
+        self.p = new  # read where used (each frame / tick)
 
     # ------------------------------------------------------------------ lifecycle
 
     def on_configure(self, state: LifecycleState) -> TransitionCallbackReturn:
-        dev = str(self.p["device"]).strip()
+        dev = str(self.p.device).strip()
         self.is_file = not dev.isdigit()
         cap = cv2.VideoCapture(dev if self.is_file else int(dev))
         if not cap.isOpened():
@@ -95,17 +71,17 @@ class CameraNode(LifecycleNode):
             return TransitionCallbackReturn.FAILURE
         if not self.is_file:
             cap.set(cv2.CAP_PROP_BUFFERSIZE, 1)  # the newest frame, not a queued one
-            if self.p["width"] and self.p["height"]:
-                cap.set(cv2.CAP_PROP_FRAME_WIDTH, self.p["width"])
-                cap.set(cv2.CAP_PROP_FRAME_HEIGHT, self.p["height"])
-            cap.set(cv2.CAP_PROP_FPS, self.p["rate_hz"])
+            if self.p.width and self.p.height:
+                cap.set(cv2.CAP_PROP_FRAME_WIDTH, self.p.width)
+                cap.set(cv2.CAP_PROP_FRAME_HEIGHT, self.p.height)
+            cap.set(cv2.CAP_PROP_FPS, self.p.rate_hz)
         self.cap = cap
         self.pub = self.create_lifecycle_publisher(Image, TOPICS["image"].name, topic_qos("image"))
         self.get_logger().info(f"opened {dev!r}")
         return TransitionCallbackReturn.SUCCESS
 
     def on_activate(self, state: LifecycleState) -> TransitionCallbackReturn:
-        self.timer = self.create_timer(1.0 / float(self.p["rate_hz"]), self._tick)
+        self.timer = self.create_timer(1.0 / float(self.p.rate_hz), self._tick)
         return super().on_activate(state)
 
     def on_deactivate(self, state: LifecycleState) -> TransitionCallbackReturn:
@@ -139,7 +115,7 @@ class CameraNode(LifecycleNode):
         if self.cap is None or self.pub is None:
             return
         ok, bgr = self.cap.read()
-        if not ok and self.is_file and self.p["loop"]:
+        if not ok and self.is_file and self.p.loop:
             self.cap.set(cv2.CAP_PROP_POS_FRAMES, 0)
             self.counts["rewinds"] += 1
             ok, bgr = self.cap.read()
@@ -148,11 +124,11 @@ class CameraNode(LifecycleNode):
             self.counts["read_failures"] += 1
             self.get_logger().warning("no frame from the camera", throttle_duration_sec=5.0)
             return
-        w, h = int(self.p["width"]), int(self.p["height"])
+        w, h = int(self.p.width), int(self.p.height)
         if w and h and bgr.shape[:2] != (h, w):
             bgr = cv2.resize(bgr, (w, h), interpolation=cv2.INTER_AREA)
         rgb = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
-        self.pub.publish(rgb_to_image(rgb, ns_to_stamp(t), self.p["frame_id"]))
+        self.pub.publish(rgb_to_image(rgb, ns_to_stamp(t), self.p.frame_id))
         self.counts["published"] += 1
         self.rate.add(t, 1)
 

@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import array
 import contextlib
+import dataclasses
 import math
 import os
 import signal
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, TypeVar
 
 import numpy as np
 import rclpy
@@ -24,6 +26,7 @@ from rcl_interfaces.msg import (
     IntegerRange,
     ParameterDescriptor,
     ParameterType,
+    SetParametersResult,
 )
 from rclpy.executors import ExternalShutdownException
 from rclpy.node import Node
@@ -38,7 +41,9 @@ from sensor_msgs.msg import Image
 from std_msgs.msg import Float32MultiArray, Float64MultiArray, MultiArrayDimension, MultiArrayLayout
 
 from embodied.control.base import SettingSpec
-from embodied.modelfiles import MODELS_DIR as SHIPPED_MODELS
+from embodied.settings import Settings
+from ros_nodes.settings import DEFAULT_POLICY_DIR as _DEFAULT_POLICY_DIR
+from ros_nodes.settings import DEFAULT_TOKENIZER_DIR as _DEFAULT_TOKENIZER_DIR
 from ros_nodes.wire import (
     ACTION_LABEL,
     FEEDBACK_FIELDS,
@@ -50,8 +55,7 @@ from ros_nodes.wire import (
 )
 
 #: The shipped models (written by the training pipeline); node parameters default here.
-DEFAULT_TOKENIZER_DIR = SHIPPED_MODELS / "tok-task"
-DEFAULT_POLICY_DIR = SHIPPED_MODELS / "vla-task"
+DEFAULT_TOKENIZER_DIR, DEFAULT_POLICY_DIR = _DEFAULT_TOKENIZER_DIR, _DEFAULT_POLICY_DIR
 
 # --------------------------------------------------------------------------- QoS
 
@@ -105,11 +109,77 @@ def descriptor(spec: SettingSpec, *, read_only: bool | None = None) -> Parameter
         d.floating_point_range = [
             FloatingPointRange(from_value=float(spec.min), to_value=float(spec.max), step=0.0)
         ]
+    elif spec.type is bool:
+        d.type = ParameterType.PARAMETER_BOOL
     else:
         d.type = ParameterType.PARAMETER_STRING
     if spec.choices is not None:
         d.additional_constraints = spec.allowed()
     return d
+
+
+S = TypeVar("S", bound=Settings)
+
+
+def declare_settings(node: Node, settings: S, *, skip: Sequence[str] = ()) -> S:
+    """Declare one ROS parameter per field of ``settings`` (descriptor from the field: type,
+    range, description, read-only unless live) with the field's value as the default;
+    returns the settings with the launch overrides (``-p``, YAML) applied and validated: a
+    bad launch value raises ValueError naming the parameter and the allowed values."""
+    specs = settings.current_specs()
+    values = {}
+    for name, spec in specs.items():
+        if name in skip:
+            continue
+        values[name] = node.declare_parameter(name, getattr(settings, name), descriptor(spec)).value
+    return dataclasses.replace(settings, **values)
+
+
+@dataclass
+class SettingsGroup:
+    """One settings object of a node: how to read it and how to apply a validated change."""
+
+    get: Callable[[], Settings]
+    apply: Callable[[Settings, dict[str, Any]], None]  # (new settings, the changes)
+
+
+class LiveParameters:
+    """A node's one parameter callback: each set is validated by the settings it belongs to
+    (``Settings.updated``: range, type, liveness, cross-field rules) and applied to all of
+    them, or refused with the reason, nothing changed. ``log`` says whether to log accepted
+    changes (read at each set, so a live ``log_changes`` takes effect)."""
+
+    def __init__(
+        self, node: Node, groups: Sequence[SettingsGroup], log: Callable[[], bool] = lambda: True
+    ) -> None:
+        self.node = node
+        self.groups = list(groups)
+        self.log = log
+        self.accepted = 0
+        self.refused = 0
+        node.add_on_set_parameters_callback(self._on_set)
+
+    def _on_set(self, params: Sequence[Any]) -> SetParametersResult:
+        changes = {p.name: p.value for p in params}
+        plan: list[tuple[SettingsGroup, Settings, dict[str, Any]]] = []
+        for g in self.groups:
+            current = g.get()
+            names = current.current_specs()
+            mine = {k: v for k, v in changes.items() if k in names}
+            if not mine:
+                continue
+            try:
+                plan.append((g, current.updated(**mine), mine))
+            except ValueError as err:
+                self.refused += 1
+                return SetParametersResult(successful=False, reason=str(err))
+        for g, new, mine in plan:
+            g.apply(new, mine)
+        self.accepted += 1
+        if plan and self.log():
+            what = ", ".join(f"{p.name}={p.value!r}" for p in params)
+            self.node.get_logger().info(f"set {what}")
+        return SetParametersResult(successful=True)
 
 
 def plain_descriptor(

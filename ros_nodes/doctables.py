@@ -1,8 +1,9 @@
 """The tables of ``docs/ros.md``, generated from the code so they cannot drift.
 
-Topics come from :data:`ros_nodes.wire.TOPICS`; the live-tunable parameters from
-:func:`embodied.control.base.settings_spec` (the same table the tokenizer node turns
-into ROS parameter descriptors). The doc holds each table between
+Topics come from :data:`ros_nodes.wire.TOPICS`; every node's parameters from its settings
+dataclass (:data:`ros_nodes.settings.NODE_SETTINGS`, and the tokenizer's controller's
+:class:`embodied.control.base.ControllerSettings`): the same fields the nodes declare their
+ROS parameters from. The doc holds each table between
 ``<!-- BEGIN GENERATED: name -->`` and ``<!-- END GENERATED: name -->``.
 
     python -m ros_nodes.doctables docs/ros.md          # rewrite the tables
@@ -18,7 +19,10 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from embodied.control.base import DEFAULT_K_MAX, settings_spec
-from ros_nodes.wire import TOPICS, budget_spec
+from embodied.modelfiles import MODELS_DIR
+from embodied.settings import SettingSpec
+from ros_nodes.settings import NODE_SETTINGS
+from ros_nodes.wire import TOPICS
 
 _QOS = {
     "sensor": "best effort, keep last 5",
@@ -41,29 +45,46 @@ def topics_table() -> str:
     return "\n".join(rows)
 
 
-def parameters_table(k_max: int = DEFAULT_K_MAX) -> str:
-    specs = settings_spec(k_max)
-    rows = [
-        "| parameter | type | default | allowed | live | what |",
-        "|---|---|---|---|---|---|",
-    ]
-    for spec in [budget_spec(specs), *specs.values()]:
-        default = spec.default
-        if spec.name in ("k_max", "max_budget", "budget"):
-            default = "k_max"
-        hi = "k_max" if spec.name in ("budget", "min_budget", "max_budget", "k_max") else spec.max
-        allowed = spec.allowed() if spec.choices else f"{spec.min}..{hi}"
+def _rows(specs: dict[str, SettingSpec], *, bound_names: dict[str, str]) -> list[str]:
+    rows = []
+    for spec in specs.values():
+        default = bound_names.get(spec.name, spec.default)
+        if spec.type is str and default == "":
+            default = "''"
+        elif spec.type is bool:
+            default = str(default).lower()
         if spec.name == "k_max":
             allowed = "from the model"
+        elif spec.max_field is not None:
+            allowed = f"{spec.min}..{spec.max_field}"
+        else:
+            allowed = spec.allowed()
         live = "yes" if spec.live else "no (read-only)"
         rows.append(
-            f"| `{spec.name}` | {spec.type.__name__} | {default} | {allowed} | {live} "
-            f"| {spec.description} |"
+            f"| `{spec.name}` | {spec.type.__name__} | {_cell(str(default))} | {_cell(allowed)} "
+            f"| {live} | {_cell(spec.description)} |"
         )
-    return "\n".join(rows)
+    return rows
 
 
-TABLES = {"topics": topics_table, "parameters": parameters_table}
+_HEAD = ["| parameter | type | default | allowed | live | what |", "|---|---|---|---|---|---|"]
+
+
+def node_table(node: str) -> str:
+    """One node's parameters from its settings dataclass; the tokenizer's with its
+    controller's settings after its own."""
+    cls = NODE_SETTINGS[node]
+    rows = _HEAD + _rows(cls.specs(), bound_names={})
+    if node == "tokenizer":
+        specs = settings_spec(DEFAULT_K_MAX)
+        rows += _rows(specs, bound_names={"k_max": "k_max", "max_budget": "k_max"})
+    text = "\n".join(rows)
+    return text.replace(str(MODELS_DIR), "embodied/models")  # no machine's own path in docs
+
+
+TABLES = {"topics": topics_table} | {
+    f"parameters-{node}": (lambda node=node: node_table(node)) for node in NODE_SETTINGS
+}
 
 
 def render(text: str) -> str:

@@ -1,6 +1,6 @@
 """Policy node (lifecycle): packets + proprioception + instruction in, action chunks out.
 
-    tokens/packets ──codec.decode──► token ids ─┐
+    tokens/packets ──Receiver───────► token ids ─┐
     robot/proprio (JointState) ─────────────────┼─► OnnxPolicy.infer ──► policy/actions
     robot/instruction (String) ─────────────────┘                   └─► tokens/feedback
 
@@ -26,35 +26,30 @@ from collections import deque
 from collections.abc import Sequence
 from typing import Any
 
-import cv2
 import numpy as np
 from diagnostic_msgs.msg import DiagnosticArray
-from rcl_interfaces.msg import SetParametersResult
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
 from sensor_msgs.msg import CompressedImage, JointState
 from std_msgs.msg import Float32MultiArray, Float64MultiArray, String
 
-from embodied.codecs import codec_spec, make_codec
-from embodied.packet import ForeignModel, PacketError, PacketStats, bits
+from embodied.packet import PacketError, PacketStats
+from embodied.pipeline import Newest, Observation, Receiver
+from embodied.settings import Settings
 from ros_nodes.common import (
-    BOOL,
-    DEFAULT_POLICY_DIR,
-    DEFAULT_TOKENIZER_DIR,
-    FLOAT,
-    INT,
-    STR,
+    LiveParameters,
+    SettingsGroup,
     Window,
     autostart,
     chunk_to_msg,
-    declare,
+    declare_settings,
     diagnostics,
     feedback_msg,
     now_ns,
-    plain_descriptor,
     spin_node,
     stamp_ns,
     topic_qos,
 )
+from ros_nodes.settings import PolicyNodeSettings
 from ros_nodes.wire import TOPICS, ArrivalReport, PacketFormat, PacketFormatError
 
 
@@ -67,90 +62,26 @@ class PolicyNode(LifecycleNode):
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__("policy", **kwargs)
-        self.p = declare(
-            self,
-            {
-                "tokenizer_dir": (
-                    str(DEFAULT_TOKENIZER_DIR),
-                    plain_descriptor("tokenizer model directory (read on configure)", STR),
-                ),
-                "policy_dir": (
-                    str(DEFAULT_POLICY_DIR),
-                    plain_descriptor("policy model directory (read on configure)", STR),
-                ),
-                "providers": (
-                    "",
-                    plain_descriptor("ONNX Runtime providers, e.g. 'tensorrt,cuda,cpu' "
-                                     "('' = TensorRT → CUDA → CPU, or $EMBODIED_ORT_PROVIDERS)",
-                                     STR),
-                ),
-                "precision": (
-                    "fp32",
-                    plain_descriptor("policy.onnx (fp32) or policy_fp16.onnx", STR,
-                                     constraints="fp32, fp16"),
-                ),
-                "threads": (1, plain_descriptor("CPU intra-op threads", INT, lo=1, hi=64)),
-                "trt_fp16": (
-                    True,
-                    plain_descriptor("TensorRT provider: fp16 kernels", BOOL),
-                ),
-                "trt_cache_dir": (
-                    "~/.cache/embodied/trt_engines",
-                    plain_descriptor("TensorRT engine cache (built on first configure, minutes "
-                                     "on a Jetson; loaded in about a second after)", STR),
-                ),
-                "watchdog_ms": (
-                    250.0,
-                    plain_descriptor("publish stop/hold when no observation arrived for this "
-                                     "long (ms)", FLOAT, lo=10.0, hi=60_000.0),
-                ),
-                "hold_repeat_s": (
-                    1.0,
-                    plain_descriptor("repeat the hold command this often while silent", FLOAT,
-                                     lo=0.05, hi=60.0),
-                ),
-                "deadline_ms": (
-                    100.0,
-                    plain_descriptor("image → action deadline (ms) for the miss count", FLOAT,
-                                     lo=1.0, hi=10_000.0),
-                ),
-                "instruction": (
-                    "",
-                    plain_descriptor("instruction override ('' = from robot/instruction)", STR),
-                ),
-                "strict_model_check": (
-                    True,
-                    plain_descriptor("refuse a policy trained on another tokenizer's ids (false: "
-                                     "warn and run, e.g. smoke models)",
-                                     BOOL),
-                ),
-                "autostart": (
-                    True,
-                    plain_descriptor("configure and activate at start-up", BOOL, read_only=True),
-                ),
-                "stats_period_s": (
-                    1.0,
-                    plain_descriptor("diagnostics period", FLOAT, read_only=True, lo=0.05,
-                                     hi=60.0),
-                ),
-            },
-        )  # fmt: skip
-        self.add_on_set_parameters_callback(self._on_set_parameters)
+        self.p = declare_settings(self, PolicyNodeSettings())
+        self.params = LiveParameters(self, [SettingsGroup(lambda: self.p, self._apply)])
         self.diag_pub = self.create_publisher(
             DiagnosticArray, TOPICS["diagnostics"].name, topic_qos("diagnostics")
         )
-        self.create_timer(float(self.p["stats_period_s"]), self._publish_stats)
+        self.create_timer(self.p.stats_period_s, self._publish_stats)
         self._entities: list[Any] = []
         self.active = False
         self.policy: Any = None
         self.tokenizer: Any = None
+        self.receiver: Receiver | None = None
         self._reset_state()
 
     def _reset_state(self) -> None:
         self.stats = PacketStats()
+        if self.receiver is not None:
+            self.receiver.stats = self.stats
         self.counts = dict.fromkeys(
             ("chunks", "holds", "stale", "no_proprio", "no_instruction", "input_errors",
-             "errors", "late"), 0,
+             "errors", "actions_late"), 0,
         )  # fmt: skip
         self.latency_ms = Window()
         self.infer_ms = Window()
@@ -158,25 +89,16 @@ class PolicyNode(LifecycleNode):
         self.instruction: str | None = None
         self.belief: tuple[str, str, float] | None = None  # (instruction, task, probability)
         self.last_obs_ns: int | None = None
-        self.last_capture_ns = 0
+        self.newest = Newest()
         self.last_hold_ns: int | None = None
         self.holding = False
         self.started_ns = now_ns(self)
-        self._pixel_codecs: dict[tuple[str, tuple[int, int]], Any] = {}
 
     # ------------------------------------------------------------------ parameters
 
-    def _on_set_parameters(self, params: Sequence[Any]) -> SetParametersResult:
-        for prm in params:
-            if prm.name == "precision" and prm.value not in ("fp32", "fp16"):
-                return SetParametersResult(
-                    successful=False,
-                    reason=f"precision={prm.value!r} is not one of 'fp32', 'fp16' "
-                    f"(kept {self.p['precision']!r})",
-                )
-        for prm in params:
-            self.p[prm.name] = prm.value
-        return SetParametersResult(successful=True)
+    def _apply(self, new: Settings, changes: dict[str, Any]) -> None:
+        assert isinstance(new, PolicyNodeSettings)
+        self.p = new  # read where used: the next packet, watchdog tick or hold repeat
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -185,29 +107,30 @@ class PolicyNode(LifecycleNode):
         from embodied.policy import ModelFileError, OnnxPolicy
         from embodied.providers import TensorRTOptions
 
-        providers = [x.strip() for x in self.p["providers"].split(",") if x.strip()] or None
+        providers = [x.strip() for x in self.p.providers.split(",") if x.strip()] or None
         try:
-            self.tokenizer = TokenCodec(self.p["tokenizer_dir"])
+            self.tokenizer = TokenCodec(self.p.tokenizer_dir)
             trt = TensorRTOptions(
-                fp16=bool(self.p["trt_fp16"]), engine_cache_path=self.p["trt_cache_dir"]
+                fp16=bool(self.p.trt_fp16), engine_cache_path=self.p.trt_cache_dir
             )
             self.policy = OnnxPolicy(
-                self.p["policy_dir"], precision=self.p["precision"], providers=providers,
-                threads=int(self.p["threads"]), trt=trt,
+                self.p.policy_dir, precision=self.p.precision, providers=providers,
+                threads=int(self.p.threads), trt=trt,
             )  # fmt: skip
             mid = self.tokenizer.spec.model_id_hex
             if mid != self.policy.spec.tokenizer_model_id:
                 text = (
-                    f"policy {self.p['policy_dir']} was trained on tokenizer "
+                    f"policy {self.p.policy_dir} was trained on tokenizer "
                     f"{self.policy.spec.tokenizer_model_id}, this tokenizer is {mid}"
                 )
-                if self.p["strict_model_check"]:
+                if self.p.strict_model_check:
                     raise ModelFileError(text)
                 self.get_logger().warning(text)
         except (ModelFileError, TokenizerModelError, ValueError, RuntimeError) as err:
             self.get_logger().error(f"configure failed: {err}")
             self.policy = self.tokenizer = None
             return TransitionCallbackReturn.FAILURE
+        self.receiver = Receiver(self.tokenizer, stats=self.stats)
         self.actions_pub = self.create_lifecycle_publisher(
             Float32MultiArray, TOPICS["actions"].name, topic_qos("actions")
         )
@@ -264,8 +187,7 @@ class PolicyNode(LifecycleNode):
             if pub is not None:
                 self.destroy_lifecycle_publisher(pub)
                 setattr(self, name, None)
-        self.policy = self.tokenizer = None  # frees the ONNX Runtime sessions
-        self._pixel_codecs = {}
+        self.policy = self.tokenizer = self.receiver = None  # frees the ONNX Runtime sessions
 
     # ------------------------------------------------------------------ inputs
 
@@ -282,40 +204,26 @@ class PolicyNode(LifecycleNode):
                 return p
         return self.proprio[-1][1] if self.proprio else None
 
-    def _decode(self, msg: CompressedImage) -> tuple[np.ndarray, int, int]:
-        """Packet → (token ids padded to k_max, budget, wire frame id). Raises PacketError."""
+    def _observe(self, msg: CompressedImage) -> Observation | None:
+        """Packet → the policy's observation (the pipeline's receiver); None when dropped
+        (counted by error class in ``stats``)."""
+        assert self.receiver is not None
         try:
             fmt = PacketFormat.parse(msg.format)
         except PacketFormatError as err:
-            raise BadFormat(str(err)) from None
-        data = bytes(msg.data)
-        if fmt.codec == "tokens":
-            if fmt.model_id != self.tokenizer.model_id:
-                raise ForeignModel(
-                    f"packets of tokenizer {fmt.model_id:08x}, this node runs "
-                    f"{self.tokenizer.model_id:08x}",
-                    fmt.model_id,
-                )
-            d = self.tokenizer.decode(data)
-            return d.padded, d.budget, d.header.frame_id
-        try:
-            spec = codec_spec(fmt.codec)
-        except KeyError:
-            raise BadFormat(f"unknown codec {fmt.codec!r}") from None
-        if spec.kind != "image":
-            raise BadFormat(f"codec {fmt.codec!r} is not a pixel codec")
-        key = (fmt.codec, fmt.frame_shape)
-        if key not in self._pixel_codecs:
-            self._pixel_codecs[key] = make_codec(fmt.codec, frame_shape=fmt.frame_shape)
-        d = self._pixel_codecs[key].decode(data)
-        if d.image is None:
-            raise BadFormat(f"{fmt.codec} packet decoded to no image")
-        img = d.image
-        native = (self.tokenizer.spec.resolution,) * 2
-        if img.shape[:2] != native:
-            img = cv2.resize(img, native[::-1], interpolation=cv2.INTER_AREA)
-        _, ids = self.tokenizer.tokenize(img)
-        return np.asarray(ids, np.int64), self.tokenizer.k_max, d.header.frame_id
+            self.stats.drop(BadFormat(str(err)))
+            self.get_logger().warning(f"dropped packet: {err}", throttle_duration_sec=2.0)
+            return None
+        obs = self.receiver.receive(
+            bytes(msg.data), codec=fmt.codec,
+            model_id=fmt.model_id if fmt.codec == "tokens" else None,
+            frame_shape=fmt.frame_shape,
+        )  # fmt: skip
+        if obs is None:
+            self.get_logger().warning(
+                f"dropped packet: {self.stats.last_error}", throttle_duration_sec=2.0
+            )
+        return obs
 
     def _on_packet(self, msg: CompressedImage) -> None:
         if not self.active or self.policy is None:
@@ -325,28 +233,21 @@ class PolicyNode(LifecycleNode):
         arrival = now_ns(self)
         capture = stamp_ns(msg.header.stamp)
         try:
-            try:
-                ids, budget, frame_id = self._decode(msg)
-            except PacketError as err:
-                self.stats.drop(err)
-                self.get_logger().warning(
-                    f"dropped packet: {type(err).__name__}: {err}", throttle_duration_sec=2.0
-                )
+            obs = self._observe(msg)
+            if obs is None:
                 return
-            n = len(msg.data)
-            self.stats.accept(n, bits(bytes(msg.data)).payload_bits // 8)
-            report = ArrivalReport(frame_id, capture, arrival, n)
+            ids, budget, frame_id = obs.token_ids, obs.budget, obs.frame_id
+            report = ArrivalReport(frame_id, capture, arrival, len(msg.data))
             self.feedback_pub.publish(feedback_msg([report]))
-            if capture < self.last_capture_ns:
-                self.counts["stale"] += 1  # out of order: a newer observation was acted on
+            if not self.newest.accept(capture):  # out of order: a newer one was acted on
+                self.counts["stale"] = self.newest.stale
                 return
-            self.last_capture_ns = capture
             self.last_obs_ns = arrival
             proprio = self._proprio_for(capture)
             if proprio is None:
                 self.counts["no_proprio"] += 1
                 return
-            instruction = self.p["instruction"] or self.instruction
+            instruction = self.p.instruction or self.instruction
             if not instruction:
                 self.counts["no_instruction"] += 1
                 return
@@ -367,8 +268,8 @@ class PolicyNode(LifecycleNode):
             done = now_ns(self)
             latency = (done - capture) / 1e6
             self.latency_ms.add(latency)
-            if latency > self.p["deadline_ms"]:
-                self.counts["late"] += 1
+            if latency > self.p.action_deadline_ms:
+                self.counts["actions_late"] += 1
             self.counts["chunks"] += 1
             if self.holding:
                 self.get_logger().info("observations are back: acting again")
@@ -404,9 +305,9 @@ class PolicyNode(LifecycleNode):
             return
         t = now_ns(self)
         since = self.last_obs_ns if self.last_obs_ns is not None else self.started_ns
-        if (t - since) / 1e6 <= self.p["watchdog_ms"]:
+        if (t - since) / 1e6 <= self.p.watchdog_ms:
             return
-        repeat_ns = self.p["hold_repeat_s"] * 1e9
+        repeat_ns = self.p.hold_repeat_s * 1e9
         if self.holding and self.last_hold_ns is not None and t - self.last_hold_ns < repeat_ns:
             return
         if not self.holding:
@@ -430,7 +331,6 @@ class PolicyNode(LifecycleNode):
             "latency_p99_ms": self.latency_ms.pct(99),
             "infer_p50_ms": self.infer_ms.pct(50),
             "infer_p99_ms": self.infer_ms.pct(99),
-            "deadline_misses": self.counts["late"],
             "holding": self.holding,
             "proprio_buffer": len(self.proprio),
             "task": self.belief[1] if self.belief else "",

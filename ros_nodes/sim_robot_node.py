@@ -36,22 +36,21 @@ from sensor_msgs.msg import Image, JointState
 from std_msgs.msg import Float32MultiArray, String
 
 from embodied.policy import ActionChunker, PolicyOutputError
+from embodied.settings import Settings
 from ros_nodes.common import (
-    BOOL,
-    FLOAT,
-    INT,
-    STR,
+    LiveParameters,
+    SettingsGroup,
     Window,
-    declare,
+    declare_settings,
     diagnostics,
     msg_to_chunk,
     now_ns,
     ns_to_stamp,
-    plain_descriptor,
     rgb_to_image,
     spin_node,
     topic_qos,
 )
+from ros_nodes.settings import SimRobotNodeSettings
 from ros_nodes.wire import PROPRIO_NAMES, TOPICS
 
 
@@ -60,47 +59,16 @@ class SimRobotNode(Node):
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__("sim_robot", **kwargs)
-        self.p = declare(
-            self,
-            {
-                "task": ("drawer-open", plain_descriptor("benchmark task (embodied tasks)", STR,
-                                                         read_only=True)),
-                "seed": (1_000_000, plain_descriptor("seed of the first episode (layout); "
-                                                     "episode i uses seed + i", INT,
-                                                     read_only=True, lo=0, hi=2**31 - 1)),
-                "episodes": (1, plain_descriptor("episodes to run, 0 = forever", INT,
-                                                 read_only=True, lo=0, hi=1_000_000)),
-                "control_hz": (30.0, plain_descriptor("control and camera rate", FLOAT,
-                                                      read_only=True, lo=1.0, hi=500.0)),
-                "resolution": (64, plain_descriptor("camera resolution (square)", INT,
-                                                    read_only=True, lo=16, hi=512)),
-                "camera": ("corner", plain_descriptor("MuJoCo camera", STR, read_only=True)),
-                "instruction_split": ("train", plain_descriptor(
-                    "instruction phrasings: train or heldout", STR, read_only=True,
-                    constraints="train, heldout")),
-                "max_steps": (0, plain_descriptor("steps per episode, 0 = the task's", INT,
-                                                  read_only=True, lo=0, hi=1_000_000)),
-                "action_timeout_ms": (300.0, plain_descriptor(
-                    "hold when no action chunk arrived for this long (ms)", FLOAT, lo=10.0,
-                    hi=60_000.0)),
-                "wait_for_policy_s": (30.0, plain_descriptor(
-                    "before the first episode, wait this long for a policy message", FLOAT,
-                    read_only=True, lo=0.0, hi=3600.0)),
-                "exit_when_done": (True, plain_descriptor("exit after the last episode", BOOL,
-                                                          read_only=True)),
-                "frame_id": ("sim_camera", plain_descriptor("image header.frame_id", STR,
-                                                            read_only=True)),
-            },
-        )  # fmt: skip
-        self.add_on_set_parameters_callback(self._on_set)
+        self.p = declare_settings(self, SimRobotNodeSettings())
+        self.params = LiveParameters(self, [SettingsGroup(lambda: self.p, self._apply)])
         from sim.env import MetaWorldTaskEnv
 
         self.env = MetaWorldTaskEnv(
-            self.p["task"],
-            resolution=int(self.p["resolution"]),
-            camera=self.p["camera"],
-            instruction_split=self.p["instruction_split"],
-            max_steps=int(self.p["max_steps"]) or None,
+            self.p.task,
+            resolution=int(self.p.resolution),
+            camera=self.p.camera,
+            instruction_split=self.p.instruction_split,
+            max_steps=int(self.p.max_steps) or None,
         )
         self.chunker = ActionChunker(action_dim=4)
         self.image_pub = self.create_publisher(Image, TOPICS["image"].name, topic_qos("image"))
@@ -117,7 +85,7 @@ class SimRobotNode(Node):
         self.create_subscription(
             Float32MultiArray, TOPICS["actions"].name, self._on_actions, topic_qos("actions")
         )
-        self.period_ns = int(1e9 / float(self.p["control_hz"]))
+        self.period_ns = int(1e9 / float(self.p.control_hz))
         self.create_timer(self.period_ns / 1e9, self._tick)
         self.create_timer(1.0, self._publish_stats)
 
@@ -138,12 +106,9 @@ class SimRobotNode(Node):
         self.last_tick_ns: int | None = None
         self._reset_episode()
 
-    def _on_set(self, params: Sequence[Any]) -> Any:
-        from rcl_interfaces.msg import SetParametersResult
-
-        for prm in params:
-            self.p[prm.name] = prm.value
-        return SetParametersResult(successful=True)
+    def _apply(self, new: Settings, changes: dict[str, Any]) -> None:
+        assert isinstance(new, SimRobotNodeSettings)
+        self.p = new  # read where used (each frame / tick)
 
     # ------------------------------------------------------------------ episodes
 
@@ -152,7 +117,7 @@ class SimRobotNode(Node):
         self.events_pub.publish(String(data=json.dumps(body)))
 
     def _reset_episode(self) -> None:
-        self.seed = int(self.p["seed"]) + self.episode
+        self.seed = int(self.p.seed) + self.episode
         self.obs, _ = self.env.reset(seed=self.seed)
         self.chunker.reset()
         self.stamp_to_step.clear()
@@ -162,15 +127,13 @@ class SimRobotNode(Node):
 
     def _start(self) -> None:
         self.running = True
-        self._event(
-            "start", seed=self.seed, task=self.p["task"], instruction=self.obs["instruction"]
-        )
+        self._event("start", seed=self.seed, task=self.p.task, instruction=self.obs["instruction"])
         self.get_logger().info(f"episode {self.episode} (seed {self.seed}) started")
 
     def _end(self, success: bool) -> None:
         self.successes += int(success)
         self._event(
-            "end", seed=self.seed, task=self.p["task"], success=bool(success), steps=self.steps,
+            "end", seed=self.seed, task=self.p.task, success=bool(success), steps=self.steps,
             held_steps=self.chunker.held_steps, stale_chunks=self.chunker.stale_chunks,
         )  # fmt: skip
         self.get_logger().info(
@@ -179,7 +142,7 @@ class SimRobotNode(Node):
         )
         self.running = False
         self.episode += 1
-        n = int(self.p["episodes"])
+        n = int(self.p.episodes)
         if n and self.episode >= n:
             self._event("done", episodes=self.episode, successes=self.successes)
             self.done = True
@@ -192,10 +155,10 @@ class SimRobotNode(Node):
     def _publish_obs(self) -> None:
         t = now_ns(self)
         stamp = ns_to_stamp(t)
-        self.image_pub.publish(rgb_to_image(self.obs["image"], stamp, self.p["frame_id"]))
+        self.image_pub.publish(rgb_to_image(self.obs["image"], stamp, self.p.frame_id))
         js = JointState(name=list(PROPRIO_NAMES), position=[float(v) for v in self.obs["proprio"]])
         js.header.stamp = stamp
-        js.header.frame_id = self.p["frame_id"]
+        js.header.frame_id = self.p.frame_id
         self.proprio_pub.publish(js)
         self.stamp_to_step[t] = self.chunker.step  # the step this observation is the state of
         while len(self.stamp_to_step) > 256:
@@ -210,7 +173,7 @@ class SimRobotNode(Node):
             return
         if not self.running:
             waited = (t - self.created_ns) / 1e9
-            if self.policy_seen or waited > self.p["wait_for_policy_s"]:
+            if self.policy_seen or waited > self.p.wait_for_policy_s:
                 self._start()
             else:
                 self._publish_obs()  # warm the pipeline on the reset frame
@@ -228,7 +191,7 @@ class SimRobotNode(Node):
     def _watchdog(self, t: int) -> None:
         if self.holding is not None or self.last_chunk_ns is None:
             return
-        if (t - self.last_chunk_ns) / 1e6 > self.p["action_timeout_ms"]:
+        if (t - self.last_chunk_ns) / 1e6 > self.p.action_timeout_ms:
             self.chunker.drop_chunk()
             self.counts["watchdog_holds"] += 1
             self._hold("watchdog", f"no action chunk for {(t - self.last_chunk_ns) / 1e6:.0f} ms")
@@ -297,7 +260,7 @@ class SimRobotNode(Node):
 
 
 def main(args: Sequence[str] | None = None) -> int:
-    return spin_node(SimRobotNode, args, until=lambda n: n.done and bool(n.p["exit_when_done"]))
+    return spin_node(SimRobotNode, args, until=lambda n: n.done and bool(n.p.exit_when_done))
 
 
 if __name__ == "__main__":

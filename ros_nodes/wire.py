@@ -11,10 +11,9 @@ including Foxglove and rosbag2 readers; ``sensor_msgs/CompressedImage``,
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Final, Literal
 
-from embodied.control.base import SettingSpec
 from embodied.packet import VERSION as PACKET_VERSION
 
 QosKind = Literal["sensor", "reliable", "latched"]
@@ -223,18 +222,3 @@ class ArrivalReport:
 
 #: Joint names of the proprioception (the sim's end-effector state).
 PROPRIO_NAMES: Final = ("ee_x", "ee_y", "ee_z", "gripper")
-
-
-def budget_spec(specs: dict[str, SettingSpec]) -> SettingSpec:
-    """The tokenizer node's ``budget`` parameter, beside the controller's own settings.
-
-    Its range is ``max_budget``'s (1..k_max); on set it must also lie within the current
-    ``min_budget..max_budget``. The fixed controller sends it; mode ``hold`` keeps it.
-    """
-    return replace(
-        specs["max_budget"],
-        name="budget",
-        default=specs["max_budget"].max,
-        description="the fixed controller's budget (tokens; ladder rung for pixel codecs) and "
-        "the budget mode 'hold' keeps; must lie within min_budget..max_budget",
-    )

@@ -160,7 +160,7 @@ def point_controller(point: Point, n_budgets: int, control_hz: float) -> Any:
     name = point.controller or "fixed"
     if point.controller is None:  # a fixed budget (or a pixel codec's target size: unused)
         settings = ControllerSettings.for_k_max(
-            n_budgets, deadline_ms=point.deadline_ms, budget=point.budget or n_budgets
+            n_budgets, deadline_ms=point.deadline_ms, budget=point.budget or 0
         )
     else:
         cap = min(point.max_budget or n_budgets, n_budgets)

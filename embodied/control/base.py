@@ -19,13 +19,11 @@ builds the table a ROS node turns into parameter descriptors.
 
 from __future__ import annotations
 
-import dataclasses
-import math
-from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, ClassVar, Final, Literal, Protocol, runtime_checkable
 
 from embodied.control.estimators import OnlineLinear
+from embodied.settings import Settings, SettingSpec, setting, specs_of
 
 SKIP: Final = 0
 MODES: Final = ("adaptive", "hold", "min", "max")
@@ -63,50 +61,38 @@ class Feedback:
         return None if self.arrival_time is None else self.arrival_time - self.capture_time
 
 
-def _setting(
-    default: Any,
-    description: str,
-    *,
-    lo: float | None = None,
-    hi: float | str | None = None,
-    choices: tuple[str, ...] | None = None,
-    live: bool = True,
-) -> Any:
-    meta = {"description": description, "min": lo, "max": hi, "choices": choices, "live": live}
-    return field(default=default, metadata=meta)
-
-
 @dataclass(frozen=True)
-class ControllerSettings:
+class ControllerSettings(Settings):
     """The knobs of a controller. ``max`` given as a field name means "up to that field"."""
 
-    deadline_ms: float = _setting(
+    deadline_ms: float = setting(
         100.0, "end-to-end deadline, capture to arrival (ms)", lo=1.0, hi=10_000.0
     )
-    min_budget: int = _setting(
+    min_budget: int = setting(
         1, "smallest token budget the controller may choose", lo=1, hi="k_max"
     )
-    max_budget: int = _setting(
+    max_budget: int = setting(
         64, "largest token budget the controller may choose", lo=1, hi="k_max"
     )
-    budget: int = _setting(
-        DEFAULT_K_MAX,
-        "the fixed controller's budget (clamped to min_budget..max_budget)",
-        lo=1,
+    budget: int = setting(
+        0,
+        "the fixed controller's budget and the one mode 'hold' starts from; 0 = max_budget; "
+        "else within min_budget..max_budget",
+        lo=0,
         hi="k_max",
     )
-    bitrate_cap_kbps: float = _setting(
+    bitrate_cap_kbps: float = setting(
         0.0,
         "cap on the sent bit rate incl. transport overhead (kbit/s); 0 = no cap",
         lo=0.0,
         hi=1_000_000.0,
     )
-    mode: str = _setting(
+    mode: str = setting(
         "adaptive",
         "adaptive: the controller decides; hold: keep the last budget; min/max: pin to a bound",
         choices=MODES,
     )
-    k_max: int = _setting(
+    k_max: int = setting(
         DEFAULT_K_MAX,
         "tokens per frame of the tokenizer (fixed by the model)",
         lo=1,
@@ -116,85 +102,32 @@ class ControllerSettings:
 
     @classmethod
     def for_k_max(cls, k_max: int, **changes: Any) -> ControllerSettings:
-        """Settings for a codec of ``k_max`` budgets: ``max_budget`` and ``budget`` default to
-        ``k_max`` (the field defaults assume the 64-token tokenizer)."""
-        values: dict[str, Any] = {"k_max": k_max, "max_budget": k_max, "budget": k_max}
+        """Settings for a codec of ``k_max`` budgets: ``max_budget`` defaults to ``k_max`` (the
+        field defaults assume the 64-token tokenizer)."""
+        values: dict[str, Any] = {"k_max": k_max, "max_budget": k_max}
         values.update(changes)
         return cls(**values)
 
-    def __post_init__(self) -> None:
-        specs = settings_spec(DEFAULT_K_MAX)
-        specs["k_max"].check(self.k_max)  # the other ranges depend on it
-        for spec in settings_spec(self.k_max).values():
-            spec.check(getattr(self, spec.name))
+    def _check(self) -> None:
         if self.min_budget > self.max_budget:
             raise ValueError(
                 f"min_budget={self.min_budget} must not exceed max_budget={self.max_budget}"
             )
+        if self.budget and not self.min_budget <= self.budget <= self.max_budget:
+            raise ValueError(
+                f"budget={self.budget} is outside min_budget..max_budget = "
+                f"{self.min_budget}..{self.max_budget}"
+            )
 
-
-@dataclass(frozen=True)
-class SettingSpec:
-    """One setting's type, default, range and description (for ROS descriptors, docs)."""
-
-    name: str
-    type: type
-    default: Any
-    description: str
-    min: float | None
-    max: float | None
-    choices: tuple[str, ...] | None
-    live: bool
-
-    def allowed(self) -> str:
-        if self.choices is not None:
-            return "one of " + ", ".join(repr(c) for c in self.choices)
-        return f"{self.min}..{self.max}"
-
-    def check(self, value: Any) -> None:
-        name = self.name
-        if self.type is int:
-            if isinstance(value, bool) or not isinstance(value, int):
-                raise ValueError(f"{name}={value!r} must be an integer in {self.allowed()}")
-        elif self.type is float:
-            if (
-                isinstance(value, bool)
-                or not isinstance(value, int | float)
-                or not math.isfinite(value)
-            ):
-                raise ValueError(f"{name}={value!r} must be a finite number in {self.allowed()}")
-        elif not isinstance(value, self.type):
-            raise ValueError(f"{name}={value!r} must be a {self.type.__name__}: {self.allowed()}")
-        if self.choices is not None and value not in self.choices:
-            raise ValueError(f"{name}={value!r} is not allowed: {self.allowed()}")
-        if (self.min is not None and value < self.min) or (
-            self.max is not None and value > self.max
-        ):
-            raise ValueError(f"{name}={value!r} is out of range: allowed {self.allowed()}")
-
-
-_TYPES = {"float": float, "int": int, "str": str}
+    @property
+    def fixed_budget(self) -> int:
+        """``budget``, or ``max_budget`` where it is 0."""
+        return self.budget or self.max_budget
 
 
 def settings_spec(k_max: int = DEFAULT_K_MAX) -> dict[str, SettingSpec]:
     """The settings table, built from :class:`ControllerSettings`' field metadata."""
-    specs = {}
-    for f in dataclasses.fields(ControllerSettings):
-        meta: Mapping[str, Any] = f.metadata
-        hi = meta["max"]
-        if isinstance(hi, str):
-            hi = k_max
-        specs[f.name] = SettingSpec(
-            name=f.name,
-            type=_TYPES[f.type] if isinstance(f.type, str) else f.type,
-            default=f.default,
-            description=meta["description"],
-            min=meta["min"],
-            max=hi,
-            choices=meta["choices"],
-            live=meta["live"],
-        )
-    return specs
+    return specs_of(ControllerSettings, k_max=k_max)
 
 
 SETTINGS_SPEC: Final = settings_spec()
@@ -246,21 +179,8 @@ class BaseController:
 
         Raises ValueError naming the setting, the allowed range and the value kept.
         """
-        specs = settings_spec(self._settings.k_max)
-        for key in changes:
-            if key not in specs:
-                raise ValueError(f"unknown setting {key!r}; settings: {', '.join(specs)}")
-            if not specs[key].live:
-                raise ValueError(
-                    f"{key} cannot change while running (kept {getattr(self._settings, key)!r})"
-                )
-        try:
-            new = dataclasses.replace(self._settings, **changes)
-        except ValueError as e:
-            kept = ", ".join(f"{k}={getattr(self._settings, k)!r}" for k in changes)
-            raise ValueError(f"{e} (kept {kept})") from None
-        self._settings = new
-        return new
+        self._settings = self._settings.updated(**changes)
+        return self._settings
 
     # -- what a budget costs ---------------------------------------------------------
     def predicted_wire_bytes(self, budget: int, quantile_z: float = 0.0) -> float:

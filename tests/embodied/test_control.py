@@ -193,7 +193,7 @@ def test_fixed_always_sends_its_budget():
     ctrl = make_controller("fixed", ControllerSettings(budget=7))
     ctrl.update_settings(budget=3)  # the budget is a live setting like any other
     assert ctrl.next_budget(0.0) == 3
-    with pytest.raises(ValueError, match=r"budget=65 is out of range: allowed 1\.\.64"):
+    with pytest.raises(ValueError, match=r"budget=65 is out of range: allowed 0\.\.64"):
         ctrl.update_settings(budget=65)
     assert ctrl.settings.budget == 3
 

@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 import yaml
 
-from tests.ros_nodes.conftest import BIN, events
+from tests.ros_nodes.conftest import BIN, ROOT, events
 
 pytestmark = [pytest.mark.ros, pytest.mark.slow, pytest.mark.timeout(150)]
 #: The graph mechanics are under test, not the model pairing: smoke models (/tmp/models)
@@ -60,9 +60,17 @@ def test_sim_graph_runs_a_full_episode(models, procs, ros, tmp_path):
     packets = ros.collect(CompressedImage, "tokens/packets", _qos("packets", depth=300))
     actions = ros.collect(Float32MultiArray, "policy/actions", _qos("actions"))
     images = ros.collect(Image, "camera/image_raw", _qos("image", depth=300))
-    launcher = procs.start("launch", ["embodied", "launch", "sim", "--params-file", str(extra)])
     mcap = tmp_path / "run.mcap"
-    recorder = procs.start("record", ["embodied", "record", "--out", str(mcap), "--duration", "5"])
+    recorder = procs.start("record", ["embodied", "record", "--out", str(mcap), "--duration", "8"])
+
+    def recording(topic: str) -> bool:
+        infos = ros.node.get_subscriptions_info_by_topic(topic)
+        return any(i.node_name == "embodied_record" for i in infos)
+
+    # the recorder subscribes first: a trained policy may finish the episode in a few seconds
+    ros.spin_until(lambda: all(recording(t) for t in ("/camera/image_raw", "/tokens/packets")),
+                   30, "the recorder's subscriptions")  # fmt: skip
+    launcher = procs.start("launch", ["embodied", "launch", "sim", "--params-file", str(extra)])
 
     ros.spin_until(lambda: any(e["event"] == "start" for e in events(ev)), 60, "episode start")
     ros.spin_until(lambda: bool(_end_events(ev)), 30, "episode end")
@@ -70,8 +78,11 @@ def test_sim_graph_runs_a_full_episode(models, procs, ros, tmp_path):
     assert recorder.wait(timeout=30) == 0, procs.log("record")[-2000:]
 
     end = _end_events(ev)[0]
-    assert isinstance(end["success"], bool)  # success reported, whatever the smoke model does
-    assert end["steps"] == 150 or end["success"]  # a full episode: step limit or success
+    # a full episode: the env terminates at success, else at its 150-step limit
+    assert (end["steps"] <= 150) if end["success"] else (end["steps"] == 150), end
+    if tok.parent == ROOT / "embodied" / "models":  # the shipped models (not smoke ones)
+        # the task policy opens the drawer on this seed at 16 tokens (it does in `embodied eval`)
+        assert end["success"], end
     assert end["held_steps"] < end["steps"] // 2, end
     codec = TokenCodec(tok)
     fmt = PacketFormat.parse(packets[-1][1].format)
@@ -155,7 +166,7 @@ def test_live_budget_change_within_two_frames_and_bad_values_refused(models, pro
 
     refused = [
         ("max_budget", 1000, "out of range"),  # the descriptor's range
-        ("budget", 0, "out of range"),
+        ("budget", 65, "out of range"),  # 0..k_max (0 = max_budget)
         ("mode", "turbo", "not allowed"),  # the controller's validation
         ("deadline_ms", "fast", "type"),  # the declared type
         ("k_max", 32, "read-only"),  # fixed by the model
@@ -312,7 +323,7 @@ def test_policy_killed_robot_holds_restarted_graph_resumes(models, procs, ros):
     ros.spin_for(1.5)
     # by the robot's own clock (event time, proprio stamps), not this process's receive times:
     # on 2 busy cores this process drains its queues late, with pre-hold states still in them
-    hold_t = next(e["t"] for e in events(ev) if e["event"] == "hold")
+    hold_t = next(e["t"] for e in events(ev) if e["event"] == "hold" and e["reason"] == "watchdog")
     still = np.array(
         [m.position[:3] for _, m in proprio if stamp_ns(m.header.stamp) / 1e9 > hold_t + 0.3]
     )
