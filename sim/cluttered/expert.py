@@ -30,6 +30,11 @@ QUANT_HIGH = np.array([0.5, 1.0, 0.3])
 HOVER_Z = 0.13
 P_GAIN = 10.0
 VEL_WINDOW = 8  # actions between the two positions a velocity is estimated from
+#: while reaching, the fingers are part-closed to leave this much room beside the object (so
+#: that an open finger does not land on a neighbour 7 cm away); the finger actuators are
+#: position servos whose target is the closing distance (0 open .. 0.04 m)
+REACH_MARGIN = 0.01
+OPEN_GAP = 0.088  # m between the pads fully open
 
 
 def quantize(x: np.ndarray, bits: int, low: np.ndarray = QUANT_LOW, high: np.ndarray = QUANT_HIGH) -> np.ndarray:  # fmt: skip
@@ -66,6 +71,9 @@ class ClutteredExpert:
             self.goal = int(rng.integers(len(st["goals"])))
         self.shape = lay.objects[self.target][1]
         self.half = SHAPES[self.shape][2]
+        gtype, size, _ = SHAPES[self.shape]
+        width = 2 * size[1] if gtype == "box" else 2 * size[0]  # across the fingers (y)
+        self.reach_grip = float(np.clip((OPEN_GAP - width - 2 * REACH_MARGIN) / 2, 0.0, 0.02))
         self.history: deque = deque(maxlen=self.delay + VEL_WINDOW + 2)
         self.seen: deque = deque(maxlen=VEL_WINDOW + 1)
         self.phase = "approach"
@@ -123,7 +131,7 @@ class ClutteredExpert:
             tgt = np.array([obj_p[0], obj_p[1], HOVER_Z])
             if np.linalg.norm(hand[:2] - obj_p[:2]) < 0.015:
                 self._next("descend")
-            return self._move(hand, tgt, v_obj, -1.0)
+            return self._move(hand, tgt, v_obj, self.reach_grip)
         if ph == "descend":
             tgt = np.array([obj_p[0], obj_p[1], grasp_z])
             if np.linalg.norm(hand[:2] - obj_p[:2]) > 0.04:
@@ -135,7 +143,7 @@ class ClutteredExpert:
                     else np.zeros(2)
                 )
                 self._next("grasp")
-            return self._move(hand, tgt, v_obj, -1.0)
+            return self._move(hand, tgt, v_obj, self.reach_grip)
         if ph == "grasp":
             tgt = np.array([obj_p[0], obj_p[1], grasp_z])
             if self.t_phase >= 12:
@@ -180,16 +188,16 @@ class ClutteredExpert:
         if ph == "slide":
             step = slide - hand[:2]
             n = np.linalg.norm(step)
-            if n > 0.03:  # a limited speed keeps the object sliding, not tumbling
-                step = step * 0.03 / n
-            tgt = np.array([hand[0] + step[0], hand[1] + step[1], grasp_z + 0.004])
-            if np.linalg.norm(obj[:2] - goal[:2]) < 0.008 or self.t_phase > 150:
+            if n > 0.06:  # a limited speed keeps the object sliding, not tumbling
+                step = step * 0.06 / n
+            tgt = np.array([hand[0] + step[0], hand[1] + step[1], grasp_z])
+            if np.linalg.norm(obj[:2] - goal[:2]) < 0.008 or self.t_phase > 200:
                 self._next("release")
             return self._move(hand, tgt, np.zeros(3), 1.0)
         if ph == "release":
             if self.t_phase >= 10:
                 self._next("retreat")
-            return self._move(hand, np.array([*hand[:2], grasp_z + 0.004]), np.zeros(3), -1.0)
+            return self._move(hand, np.array([*hand[:2], grasp_z]), np.zeros(3), -1.0)
         return self._move(hand, np.array([hand[0], hand[1], HOVER_Z]), np.zeros(3), -1.0)
 
 

@@ -445,11 +445,11 @@ def layout_for(task: ClutteredTaskSpec | str, seed: int, instruction: str | None
         gaps = rng.uniform(0.16, 0.2, len(goals) - 1)
         xs = rng.uniform(-0.30, 0.30 - gaps.sum()) + np.cumsum([0.0, *gaps])
         goal_xy = np.stack([xs - direction * 0.15, np.full(len(goals), BELT_Y)], axis=1)
-        obj_xy = _sample_points(rng, n, TABLE_LOW, TABLE_HIGH, 0.07, empty, 0)
+        obj_xy = _sample_points(rng, n, TABLE_LOW, TABLE_HIGH, 0.075, empty, 0)
         velocity = direction * speed
     else:
         goal_xy = _sample_points(rng, len(goals), TABLE_LOW, TABLE_HIGH, 0.14, empty, 0)
-        obj_xy = _sample_points(rng, n, TABLE_LOW, TABLE_HIGH, 0.07, goal_xy, PAD_RADIUS + 0.03)
+        obj_xy = _sample_points(rng, n, TABLE_LOW, TABLE_HIGH, 0.075, goal_xy, PAD_RADIUS + 0.03)
         if spec.kind == "push":
             obj_xy = _clear_push_path(rng, obj_xy, target, goal_xy[goal_index], goal_xy)
         velocity = 0.0
@@ -485,7 +485,7 @@ def _clear_push_path(
             d_path = np.linalg.norm(p - (start + t * u))
             others = [np.linalg.norm(p - out[j]) for j in range(len(out)) if j != i]
             d_pad = np.min(np.linalg.norm(goal_xy - p, axis=1))
-            if d_path >= 0.07 and min(others) >= 0.07 and d_pad >= PAD_RADIUS + 0.03:
+            if d_path >= 0.07 and min(others) >= 0.075 and d_pad >= PAD_RADIUS + 0.03:
                 break
             out[i] = rng.uniform(TABLE_LOW, TABLE_HIGH)
     return out
