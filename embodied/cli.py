@@ -65,7 +65,9 @@ register(
     "sim.cluttered.measure:main",
     "cluttered suite measurements: expert success, delay and information curves",
 )
-register("link-sim", "embodied.linksim:main", "trace-driven link + budget controllers (--all)")
+register(
+    "link-sim", "embodied_tools.linksim:main", "trace-driven link + budget controllers (--all)"
+)
 register("trt-build", "embodied.trt:main", "TensorRT engine from ONNX (or the trtexec command)")
 register("bench-codecs", "embodied_tools.bench_codecs:main", "the same as `embodied bench codecs`")
 register(

@@ -9,7 +9,7 @@
 
 Three adapters move data between these two objects and their world, and do nothing else:
 ``sim.evaluate.run_episode`` (sim time, emulated link, real codecs),
-``embodied.linksim.simulate`` (sim time, a packet-size model instead of a codec) and the ROS
+``embodied_tools.linksim.simulate`` (sim time, a packet-size model instead of a codec) and the ROS
 nodes ``ros_nodes.tokenizer_node`` / ``ros_nodes.policy_node`` (DDS, wall time). The
 emulated link in sim time is :class:`embodied.link.session.LinkSession`.
 

@@ -24,7 +24,7 @@ import dataclasses
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Self
+from typing import Any, Self, cast
 
 _TYPES: dict[str, type] = {"float": float, "int": int, "str": str, "bool": bool}
 
@@ -140,6 +140,10 @@ class Settings:
         own = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}  # type: ignore[arg-type]
         return specs_of(type(self), **own)
 
+    def launched(self, **values: Any) -> Self:
+        """A validated copy with launch-time values (read-only settings included)."""
+        return dataclasses.replace(cast(Any, self), **values)
+
     def updated(self, **changes: Any) -> Self:
         """A validated copy with ``changes``; ValueError naming the setting, the allowed
         values and the values kept (an unknown name lists the valid ones)."""
@@ -150,7 +154,7 @@ class Settings:
             if not specs[key].live:
                 raise ValueError(f"{key} cannot change while running (kept {getattr(self, key)!r})")
         try:
-            return dataclasses.replace(self, **changes)  # type: ignore[type-var]
+            return dataclasses.replace(cast(Any, self), **changes)
         except ValueError as e:
             kept = ", ".join(f"{k}={getattr(self, k)!r}" for k in changes)
             raise ValueError(f"{e} (kept {kept})") from None

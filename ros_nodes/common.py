@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import array
 import contextlib
-import dataclasses
 import math
 import os
 import signal
@@ -103,12 +102,16 @@ def descriptor(spec: SettingSpec, *, read_only: bool | None = None) -> Parameter
     )
     if spec.type is int:
         d.type = ParameterType.PARAMETER_INTEGER
-        d.integer_range = [IntegerRange(from_value=int(spec.min), to_value=int(spec.max), step=1)]
+        if spec.min is not None and spec.max is not None:
+            d.integer_range = [
+                IntegerRange(from_value=int(spec.min), to_value=int(spec.max), step=1)
+            ]
     elif spec.type is float:
         d.type = ParameterType.PARAMETER_DOUBLE
-        d.floating_point_range = [
-            FloatingPointRange(from_value=float(spec.min), to_value=float(spec.max), step=0.0)
-        ]
+        if spec.min is not None and spec.max is not None:
+            d.floating_point_range = [
+                FloatingPointRange(from_value=float(spec.min), to_value=float(spec.max), step=0.0)
+            ]
     elif spec.type is bool:
         d.type = ParameterType.PARAMETER_BOOL
     else:
@@ -119,6 +122,7 @@ def descriptor(spec: SettingSpec, *, read_only: bool | None = None) -> Parameter
 
 
 S = TypeVar("S", bound=Settings)
+N = TypeVar("N", bound=Node)
 
 
 def declare_settings(node: Node, settings: S, *, skip: Sequence[str] = ()) -> S:
@@ -132,7 +136,7 @@ def declare_settings(node: Node, settings: S, *, skip: Sequence[str] = ()) -> S:
         if name in skip:
             continue
         values[name] = node.declare_parameter(name, getattr(settings, name), descriptor(spec)).value
-    return dataclasses.replace(settings, **values)
+    return settings.launched(**values)
 
 
 @dataclass
@@ -294,7 +298,7 @@ def chunk_to_msg(chunk: np.ndarray, stamp: int, frame_id: int) -> Float32MultiAr
 
 def msg_to_chunk(msg: Float32MultiArray) -> tuple[np.ndarray, int | None, int | None]:
     """(chunk ``[H, A]``, source stamp ns, source frame id) from an action message."""
-    dims = msg.layout.dim
+    dims = list(msg.layout.dim)
     if len(dims) != 2:
         raise ValueError(f"action layout has {len(dims)} dims, expected [chunk, action]")
     h, a = int(dims[0].size), int(dims[1].size)
@@ -398,20 +402,20 @@ def diag_values(arr: DiagnosticArray, node_name: str | None = None) -> dict[str,
 
 
 def spin_node(
-    make: Callable[[], Node],
+    make: Callable[[], N],
     args: Sequence[str] | None = None,
     *,
-    after_create: Callable[[Node], int | None] | None = None,
-    until: Callable[[Node], bool] | None = None,
+    after_create: Callable[[N], int | None] | None = None,
+    until: Callable[[N], bool] | None = None,
 ) -> int:
     """rclpy.init → make the node → spin until Ctrl-C, shutdown or ``until(node)`` → clean up.
 
     ``after_create`` may return an exit code to stop early (a lifecycle node whose
     autostart failed). SIGTERM is handled like SIGINT so a launcher's terminate is clean.
     """
-    rclpy.init(args=args)
+    rclpy.init(args=None if args is None else list(args))
     signal.signal(signal.SIGTERM, lambda *_: rclpy.try_shutdown())
-    node: Node | None = None
+    node: N | None = None
     code = 0
     try:
         node = make()

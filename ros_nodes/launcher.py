@@ -130,7 +130,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             tmp.unlink()
         return 0
 
-    stop = {"signal": None}
+    stop: dict[str, int | None] = {"signal": None}
 
     def on_signal(signum: int, _frame: object) -> None:
         stop["signal"] = signum

@@ -114,7 +114,8 @@ class PolicyNode(LifecycleNode):
                 fp16=bool(self.p.trt_fp16), engine_cache_path=self.p.trt_cache_dir
             )
             self.policy = OnnxPolicy(
-                self.p.policy_dir, precision=self.p.precision, providers=providers,
+                self.p.policy_dir, precision="fp16" if self.p.precision == "fp16" else "fp32",
+                providers=providers,
                 threads=int(self.p.threads), trt=trt,
             )  # fmt: skip
             mid = self.tokenizer.spec.model_id_hex

@@ -87,7 +87,6 @@ class TokenizerNode(Node):
         controller = make_controller(
             self.p.controller, settings, frame_rate_hz=self.p.frame_rate_hz
         )
-        controller.last_budget = settings.fixed_budget  # what mode 'hold' starts from
         self.sender = Sender(
             controller, codec=self.codec, loss_timeout_s=self.p.loss_timeout_ms / 1e3,
             max_pending=MAX_PENDING,
@@ -151,8 +150,6 @@ class TokenizerNode(Node):
 
     def _apply_controller(self, new: Settings, changes: dict[str, Any]) -> None:
         self.controller.update_settings(**changes)  # validated already: cannot fail
-        if "budget" in changes:
-            self.controller.last_budget = self.controller.settings.fixed_budget  # mode 'hold'
 
     # ------------------------------------------------------------------ data path
 

@@ -24,12 +24,16 @@ import math
 from dataclasses import asdict, dataclass, field
 from functools import cache
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from embodied.modelfiles import MODELS_DIR
 from embodied.pipeline import FateCounts
+
+if TYPE_CHECKING:
+    from embodied.codecs.base import Codec
+    from embodied.codecs.tokens import TokenCodec
 
 RAW_BITS_64 = 64 * 64 * 3 * 8
 
@@ -126,7 +130,7 @@ def _env(task: str, split: str) -> Any:
 
 
 @cache
-def _tokenizer(models_dir: str, name: str) -> Any:
+def _tokenizer(models_dir: str, name: str) -> TokenCodec:
     from embodied.codecs.tokens import TokenCodec
 
     return TokenCodec(Path(models_dir) / name)
@@ -139,7 +143,7 @@ def _policy(models_dir: str, name: str) -> Any:
     return OnnxPolicy(Path(models_dir) / name)
 
 
-def _make_pixel_codec(name: str) -> Any:
+def _make_pixel_codec(name: str) -> Codec:
     from embodied.codecs import make_codec
 
     return make_codec(name)
@@ -206,7 +210,8 @@ def run_episode(
     instruction = obs["instruction"]
     policy = _policy(md, point.policy_name)
     k_max = policy.spec.k_max
-    receiver = Receiver(_tokenizer(md, point.tokenizer)) if point.codec != "blind" else None
+    tokenizer = _tokenizer(md, point.tokenizer) if point.codec != "blind" else None
+    receiver = Receiver(tokenizer) if tokenizer is not None else None
     chunker = ActionChunker(action_dim=policy.spec.action_dim)
     compute_s = compute_ms / 1e3
     dt = 1.0 / control_hz
@@ -217,7 +222,8 @@ def run_episode(
         if trace is not None:
             raise ValueError("clean/blind points run on the ideal link only")
     else:
-        codec = receiver.tokenizer if point.codec == "tokens" else _make_pixel_codec(point.codec)
+        assert tokenizer is not None
+        codec = tokenizer if point.codec == "tokens" else _make_pixel_codec(point.codec)
         by_size = point.codec != "tokens" and point.controller is None
         sender = Sender(
             point_controller(point, len(list(codec.budgets())), control_hz),

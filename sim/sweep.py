@@ -257,7 +257,8 @@ def bd_rate(anchor: tuple[np.ndarray, np.ndarray], test: tuple[np.ndarray, np.nd
             v = bd.bd_rate(ra, sa, rt, st, method="pchip", require_matching_points=False)
         except Exception as e:
             return {"bd_rate_pct": None, "why": str(e)}
-    return {"bd_rate_pct": float(v), "overlap": [float(lo), float(hi)]}
+    value = v[0] if isinstance(v, tuple) else v  # bd_rate returns a float unless asked for more
+    return {"bd_rate_pct": float(value), "overlap": [float(lo), float(hi)]}
 
 
 def curve_analysis(rows: list[dict]) -> dict[str, Any]:

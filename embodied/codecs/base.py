@@ -123,10 +123,10 @@ class DecodedFrame:
 class Codec(Protocol):
     """What every codec registered in ``embodied.codecs`` provides."""
 
-    name: str
-    kind: CodecKind
-    codec_id: CodecId
-    stateful: bool  # packets depend on earlier ones (decode in order; reset() between streams)
+    name: ClassVar[str]
+    kind: ClassVar[CodecKind]
+    codec_id: ClassVar[CodecId]
+    stateful: ClassVar[bool]  # packets depend on earlier ones (decode in order; reset() between)
 
     @property
     def model_id(self) -> int:

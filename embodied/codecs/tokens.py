@@ -44,12 +44,13 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import cv2
 import numpy as np
 
 from embodied.codecs.base import (
+    CodecKind,
     CodecUnavailable,
     DecodedFrame,
     EncodedFrame,
@@ -217,9 +218,9 @@ class TokenCodec(PacketCodec):
     its packets are a different stream: the two ends must use the same coder).
     """
 
-    name = "tokens"
-    kind = "tokens"
-    codec_id = CodecId.TOKENS
+    name: ClassVar[str] = "tokens"
+    kind: ClassVar[CodecKind] = "tokens"
+    codec_id: ClassVar[CodecId] = CodecId.TOKENS
 
     def __init__(
         self,

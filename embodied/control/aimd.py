@@ -53,7 +53,8 @@ class AimdController(BaseController):
             return False
         return statistics.pstdev(rates) / statistics.fmean(rates) > self.jitter_threshold
 
-    def _observe(self, fb: Feedback) -> None:
+    def _observe(self, feedback: Feedback) -> None:
+        fb = feedback
         if fb.status == "sent":
             return
         s = self.settings

@@ -180,6 +180,8 @@ class BaseController:
         Raises ValueError naming the setting, the allowed range and the value kept.
         """
         self._settings = self._settings.updated(**changes)
+        if "budget" in changes:  # the budget mode 'hold' keeps from now on
+            self.last_budget = self._settings.fixed_budget
         return self._settings
 
     # -- what a budget costs ---------------------------------------------------------
@@ -214,8 +216,8 @@ class BaseController:
             k = s.min_budget
         elif s.mode == "max":
             k = s.max_budget
-        elif s.mode == "hold" and self.last_budget is not None:
-            k = self.last_budget
+        elif s.mode == "hold":  # the last budget sent, or the setting's before the first
+            k = s.fixed_budget if self.last_budget is None else self.last_budget
         else:
             k = self._decide(now)
             if k == SKIP:

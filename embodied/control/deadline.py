@@ -144,7 +144,8 @@ class DeadlineAwareController(BaseController):
         return self.predicted_wire_bytes(self.settings.min_budget) * 8.0 * self.frame_rate_hz
 
     # -- feedback ----------------------------------------------------------------------
-    def _observe(self, fb: Feedback) -> None:
+    def _observe(self, feedback: Feedback) -> None:
+        fb = feedback
         if fb.status == "sent":
             self._inflight[fb.frame_id] = (fb.send_time, fb.wire_bytes)
             self._last_send = fb.send_time
@@ -165,7 +166,7 @@ class DeadlineAwareController(BaseController):
             prev is not None and min_delay is not None and prev.arrival - fb.send_time > min_delay
         )
         self._prev = _Delivered(fb.send_time, arrival, delay, wire, not busy)
-        if busy:
+        if busy and prev is not None:
             service = arrival - prev.arrival  # queued behind the previous packet: packet pair
         else:
             service = delay - self.prop_low()

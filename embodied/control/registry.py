@@ -7,12 +7,12 @@ registers environments.
 
 from __future__ import annotations
 
-import difflib
 import importlib
 from dataclasses import dataclass
 from typing import Any
 
 from embodied.control.base import Controller, ControllerSettings
+from embodied.registry import Registry
 
 
 @dataclass(frozen=True)
@@ -27,27 +27,21 @@ class ControllerSpec:
         return getattr(importlib.import_module(module), attr)
 
 
-REGISTRY: dict[str, ControllerSpec] = {}
+REGISTRY: Registry[ControllerSpec] = Registry("controller")
 
 
 def register(spec: ControllerSpec) -> None:
-    if spec.name in REGISTRY:
-        raise ValueError(
-            f"controller {spec.name!r} is already registered ({REGISTRY[spec.name].entry})"
-        )
-    REGISTRY[spec.name] = spec
+    REGISTRY.add(spec.name, spec)  # a duplicate raises DuplicateName
 
 
 def available() -> list[str]:
-    return list(REGISTRY)
+    return REGISTRY.names()
 
 
 def get_spec(name: str) -> ControllerSpec:
-    if name not in REGISTRY:
-        close = difflib.get_close_matches(name, REGISTRY, n=1)
-        hint = f" Did you mean {close[0]!r}?" if close else ""
-        raise KeyError(f"unknown controller {name!r}.{hint} Valid: {', '.join(REGISTRY)}")
-    return REGISTRY[name]
+    """The spec called ``name``; an unknown name raises ``UnknownName`` (a KeyError) with the
+    valid ones and a close match."""
+    return REGISTRY.get(name)
 
 
 def make_controller(

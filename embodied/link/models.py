@@ -46,7 +46,8 @@ class _FrameNoise:
 
 
 class SizeModel(Protocol):
-    description: str
+    @property
+    def description(self) -> str: ...
 
     def packet_bytes(self, budget: int, frame: int) -> int:
         """Packet bytes (header included, transport overhead excluded) of frame ``frame``."""

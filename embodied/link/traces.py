@@ -41,7 +41,8 @@ class TraceFormatError(ValueError):
 class Trace(Protocol):
     """What the link emulator needs from a bandwidth trace."""
 
-    name: str
+    @property
+    def name(self) -> str: ...
 
     @property
     def period_s(self) -> float:

@@ -23,7 +23,7 @@ from embodied.control import (
 from embodied.control.estimators import OnlineLinear
 from embodied.link import RateTrace
 from embodied.link.synthetic import generate, spec_by_name
-from embodied.linksim import SimConfig, main, simulate
+from embodied_tools.linksim import SimConfig, main, simulate
 
 DEADLINE = 0.1
 
@@ -106,7 +106,7 @@ def test_registry_refuses_duplicates_and_names_valid_ones():
     with pytest.raises(ValueError, match="already registered"):
         register(ControllerSpec("aimd", "x:Y", "dup"))
     with pytest.raises(
-        KeyError, match=r"Did you mean 'deadline'.*Valid: fixed, aimd, deadline, oracle"
+        KeyError, match=r"Did you mean 'deadline'.*Valid controllers: fixed, aimd, deadline, oracle"
     ):
         make_controller("dealine")
     with pytest.raises(ValueError, match="needs the simulator's world"):
@@ -357,6 +357,7 @@ def _exact_sizes():
 
 # -- command line ------------------------------------------------------------------------
 def test_cli_single_run_writes_results(tmp_path: Path, capsys):
+    pytest.importorskip("matplotlib", reason="link-sim's timeline plot (the tools extra)")
     rc = main(["--trace", "step10x", "--controller", "deadline", "--controller", "fixed",
                "--budget", "8", "--duration", "3", "--out", str(tmp_path)])  # fmt: skip
     assert rc == 0
@@ -372,7 +373,7 @@ def test_cli_refuses_bad_input(tmp_path: Path, capsys):
     assert main(["--trace", "nope", "--out", str(tmp_path)]) == 2
     assert "Valid traces: stable, cellular" in capsys.readouterr().err
     assert main(["--controller", "dealine", "--duration", "1", "--out", str(tmp_path)]) == 2
-    assert "Valid:" in capsys.readouterr().err
+    assert "Valid controllers:" in capsys.readouterr().err
     assert main(["--min-budget", "0", "--out", str(tmp_path)]) == 2
     assert "allowed 1..64" in capsys.readouterr().err
     assert main(["--burst", "0.1", "--out", str(tmp_path)]) == 2

@@ -131,7 +131,7 @@ def simulate(
 ) -> RunResult:
     """Run one controller over one trace; deterministic given the seeds."""
     cfg = config or SimConfig()
-    sizes = sizes or LinearSizeModel()
+    sizes = LinearSizeModel() if sizes is None else sizes
     compute = compute or ComputeModel()
     link = LinkEmulator(trace, cfg.link)
     world = _World(link, sizes, compute)
@@ -398,7 +398,7 @@ def write_results(results: list[RunResult], out: Path, meta: dict[str, Any]) -> 
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="embodied link-sim",
-        description=__doc__.split("\n\n")[0],
+        description=(__doc__ or "").split("\n\n")[0],
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     what = p.add_mutually_exclusive_group()
