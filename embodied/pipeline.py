@@ -32,6 +32,7 @@ Definitions used everywhere (one meaning per name):
 
 from __future__ import annotations
 
+import math
 import time
 from collections import OrderedDict
 from collections.abc import Hashable, Iterator, Sequence
@@ -111,6 +112,54 @@ class FateCounts:
             **{f: getattr(self, f) for f in FATES},
             "deadline_misses": self.misses,
             "deadline_miss_pct": 100.0 * self.miss_rate,
+        }
+
+
+@dataclass
+class StreamStats:
+    """Per frame captured: budget (0 = skipped), and per frame sent: packet, header and wire
+    bits and, when it arrived, capture → arrival latency. Bits are packet bytes × 8 (our
+    header included); wire bits add the transport's framing."""
+
+    budgets: list[int] = field(default_factory=list)
+    packet_bits: list[int] = field(default_factory=list)
+    header_bits: list[int] = field(default_factory=list)
+    wire_bits: list[int] = field(default_factory=list)
+    latency_ms: list[float] = field(default_factory=list)
+
+    def skipped(self) -> None:
+        self.budgets.append(0)
+
+    def sent(
+        self, budget: int, packet_bytes: int, header_bytes: int, wire_bytes: int,
+        latency_s: float | None,
+    ) -> None:  # fmt: skip
+        self.budgets.append(int(budget))
+        self.packet_bits.append(8 * int(packet_bytes))
+        self.header_bits.append(8 * int(header_bytes))
+        self.wire_bits.append(8 * int(wire_bytes))
+        if latency_s is not None:
+            self.latency_ms.append(1e3 * latency_s)
+
+    @property
+    def frames_sent(self) -> int:
+        return len(self.packet_bits)
+
+    def summary(self) -> dict[str, float]:
+        """Means over frames sent (bits), captured (budget) and arrived (latency); NaN for
+        none."""
+
+        def mean(xs: Sequence[float]) -> float:
+            return float(np.mean(xs)) if len(xs) else math.nan
+
+        lat = self.latency_ms
+        return {
+            "bits_mean": mean(self.packet_bits),
+            "header_bits_mean": mean(self.header_bits),
+            "wire_bits_mean": mean(self.wire_bits),
+            "latency_mean_ms": mean(lat),
+            "latency_p95_ms": float(np.percentile(lat, 95)) if lat else math.nan,
+            "budget_mean": mean(self.budgets),
         }
 
 

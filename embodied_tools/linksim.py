@@ -315,6 +315,32 @@ TABLE_COLUMNS = (
 )
 
 
+MARKDOWN_COLUMNS = (
+    ("trace", "trace", "{}"),
+    ("controller", "controller", "{}"),
+    ("miss %", "miss_pct", "{:.2f}"),
+    ("late / lost / skipped", None, "{late} / {lost} / {skipped}"),
+    ("outage frames", None, "{outage_frames} / {frames}"),
+    ("miss % outside outages", "miss_pct_outside_outages", "{:.2f}"),
+    ("util %", "util_pct", "{:.0f}"),
+    ("mean budget", "mean_budget", "{:.1f}"),
+    ("on-time budget", "effective_budget", "{:.1f}"),
+    ("kbit/s packets + overhead", None, "{packet_kbps:.2f} + {overhead_kbps:.2f}"),
+    ("p95 ms", "latency_p95_ms", "{:.0f}"),
+)
+
+
+def markdown_table(rows: list[dict[str, Any]]) -> str:
+    """The docs/link.md table (``--markdown``)."""
+    head = "| " + " | ".join(h for h, _, _ in MARKDOWN_COLUMNS) + " |"
+    align = "|" + "|".join("---" if i < 2 else "---:" for i in range(len(MARKDOWN_COLUMNS))) + "|"
+    lines = [head, align]
+    for r in rows:
+        cells = [fmt.format(r[key]) if key else fmt.format(**r) for _, key, fmt in MARKDOWN_COLUMNS]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 def format_table(rows: list[dict[str, Any]]) -> str:
     cells = [[h for h, _, _ in TABLE_COLUMNS]]
     for r in rows:
@@ -413,6 +439,9 @@ def _parser() -> argparse.ArgumentParser:
         help="write the shipped synthetic traces (default: %(const)s)",
     )
     what.add_argument("--list", action="store_true", help="list shipped traces and controllers")
+    p.add_argument(
+        "--markdown", action="store_true", help="print the table as markdown (docs/link.md)"
+    )
     p.add_argument(
         "--trace", default="cellular", help="shipped trace name or a trace file (default: cellular)"
     )
@@ -613,9 +642,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             args.out / f"{results[0].trace}.png",
         )
     write_results(results, args.out, meta)
-    print(
-        format_table([{"trace": r.trace, "controller": r.controller, **r.summary} for r in results])
-    )
+    rows = [{"trace": r.trace, "controller": r.controller, **r.summary} for r in results]
+    print(markdown_table(rows) if args.markdown else format_table(rows))
     steps = [
         f"{r.trace}/{r.controller}: {r.summary['recovery_frames']}"
         for r in results

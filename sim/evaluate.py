@@ -20,7 +20,6 @@ trained with no image: the floor), ``tokens@k``, ``<codec>@<bytes>``. Bits are p
 
 from __future__ import annotations
 
-import math
 from dataclasses import asdict, dataclass, field
 from functools import cache
 from pathlib import Path
@@ -198,10 +197,9 @@ def run_episode(
     on a robot whose camera is up before a task is given: controllers start the episode
     with what they learned of the link, not from nothing, and the link's queue carries
     over. Frames of the warm-up are not counted in the episode's fates."""
-    from embodied.control.base import SKIP
     from embodied.link.emulator import LinkConfig
-    from embodied.link.session import LinkSession
-    from embodied.pipeline import Observation, Receiver, Sender, frame_fate
+    from embodied.link.session import Arrival, LinkSession
+    from embodied.pipeline import Observation, Receiver, Sender, StreamStats, frame_fate
     from embodied.policy import ActionChunker
 
     md = str(models_dir)
@@ -235,88 +233,72 @@ def run_episode(
     # a sweep samples the trace's good and bad stretches instead of replaying its first seconds.
     t0 = float(np.random.default_rng([seed, 0x7ACE]).uniform(0, trace.period_s)) if trace else 0.0
 
-    # in flight: (arrival, step (-1: warm-up), capture time, packet or raw frame, proprio)
-    inflight: list[tuple[float, int, float, Any, np.ndarray]] = []
-    fid = 0  # frame ids on the link (warm-up frames first)
     if session is not None and trace is not None and link_warmup_s > 0:
-        for _ in range(round(link_warmup_s * control_hz)):
-            k = session.next_budget(t0)
-            if k != SKIP:
-                e, _ = session.sender.encode(obs["image"], k, frame_id=fid, capture_time=t0)
-                res = session.send(fid, t0, k, len(e.packet), compute_s)
-                if res.arrival_time is not None:  # decoded (a stateful decoder's references)
-                    inflight.append((res.arrival_time, -1, t0, e.packet, obs["proprio"]))
-            fid += 1
+        for _ in range(round(link_warmup_s * control_hz)):  # frames the policy never acts on
+            session.offer(obs["image"], t0, compute_s)
             t0 += dt
-        session.fates = FateCounts()
-    deadline = point.deadline_ms / 1e3
+        session.begin()
+    first = session.frames_offered if session is not None else 0  # the episode's first key
+    stats = session.stats if session is not None else StreamStats()
     fates = session.fates if session is not None else FateCounts()
-    bits, hbits, wbits, lat, kk = [], [], [], [], []
+    deadline = point.deadline_ms / 1e3
+    proprio_of: dict[int, np.ndarray] = {}  # by step: the state the frame was captured with
+    raw: list[Arrival] = []  # clean/blind: the frame itself, on the ideal link
     success = False
     steps = max_steps or env.max_steps
     step = 0
     for step in range(steps):
         now = t0 + step * dt
-        frame, proprio = obs["image"], obs["proprio"]
+        proprio_of[step] = obs["proprio"]
         # ---- sender: this frame's budget, packet and fate on the link
-        if session is None:  # clean / blind: the raw frame (or nothing) on the ideal link
+        if session is None:
             arrival = now + compute_s
             fates.add(frame_fate(now, arrival, deadline))
-            bits.append(RAW_BITS_64 if point.codec == "clean" else 0)
-            hbits.append(0)
-            kk.append(k_max if point.codec == "clean" else 0)
-            inflight.append((arrival, step, now, frame, proprio))
-            lat.append(compute_ms)
+            stats.sent(k_max if receiver else 0, RAW_BITS_64 // 8 if receiver else 0, 0,
+                       RAW_BITS_64 // 8 if receiver else 0, compute_s)  # fmt: skip
+            raw.append(Arrival(step, now, arrival, obs["image"]))
         else:
-            k = session.next_budget(now)
-            if k == SKIP:
-                kk.append(0)
-            else:
-                e, _ = session.sender.encode(frame, k, frame_id=fid, capture_time=now)
-                res = session.send(fid, now, k, len(e.packet), compute_s)
-                bits.append(len(e.packet) * 8)
-                hbits.append(e.header_bytes * 8)
-                wbits.append(res.wire_bytes * 8)
-                kk.append(k)
-                if res.arrival_time is not None:
-                    inflight.append((res.arrival_time, step, now, e.packet, proprio))
-                    lat.append((res.arrival_time - now) * 1000)
-            fid += 1
-        # ---- receiver: the newest delivered observation → policy → chunk
-        ready = sorted((x for x in inflight if x[0] <= now + dt * 0.999), key=lambda x: x[1])
-        if ready:
-            inflight = [x for x in inflight if x[0] > now + dt * 0.999]
-            seen: Observation | None
-            newest: int | None = len(ready) - 1
-            if receiver is None:  # blind
-                seen = Observation.blind(k_max)
-            elif session is None:  # clean: the raw frame
-                seen = receiver.from_frame(ready[-1][3])
-            else:  # every packet decoded in order, the newest decoded one acted on
-                packets = [x[3] for x in ready]
-                seen, newest, refused = receiver.receive_newest(packets, codec=point.codec)
-                for i in refused:
-                    if ready[i][1] >= 0:
-                        session.refused(ready[i][2], ready[i][0])
-            if seen is not None and newest is not None and ready[newest][1] >= 0:
-                _, obs_step, _, _, prop = ready[newest]
+            session.offer(obs["image"], now, compute_s)
+        # ---- receiver: every packet delivered by now, decoded in order; the newest acted on
+        horizon = now + dt * 0.999
+        if session is not None:
+            ready = session.arrived(horizon)
+        else:
+            ready, raw = [x for x in raw if x.arrival_time <= horizon], []
+        seen: Observation | None = None
+        newest: int | None = len(ready) - 1 if ready else None
+        if not ready:
+            pass
+        elif receiver is None:  # blind
+            seen = Observation.blind(k_max)
+        elif session is None:  # clean: the raw frame
+            seen = receiver.from_frame(ready[-1].payload)
+        else:
+            seen, newest, refused = receiver.receive_newest([x.payload for x in ready],
+                                                            codec=point.codec)  # fmt: skip
+            for i in refused:
+                if ready[i].key >= first:  # a warm-up frame is not the episode's
+                    session.refused(ready[i].capture_time, ready[i].arrival_time)
+        if seen is not None and newest is not None:
+            obs_step = ready[newest].key - first
+            if obs_step >= 0:  # not a warm-up frame
                 chunk = policy.infer_batch(seen.token_ids[None], np.array([seen.budget]),
-                                           [instruction], prop[None])[0]  # fmt: skip
+                                           [instruction], proprio_of[obs_step][None])[0]  # fmt: skip
                 chunker.submit(chunk, obs_step=obs_step)
         action = chunker.next_action()
         obs, _, terminated, truncated, info = env.step(action)
         if terminated or truncated:
             success = bool(info["success"])
             break
-    lat_arr = np.array(lat) if lat else np.array([math.nan])
+    sm = stats.summary()
     return EpisodeResult(
         point=point.key(), task=task, seed=seed, success=success, steps=step + 1,
-        frames_sent=len(bits), bits_mean=float(np.mean(bits)) if bits else math.nan,
-        header_bits_mean=float(np.mean(hbits)) if hbits else math.nan,
-        wire_bits_mean=float(np.mean(wbits or bits)) if (wbits or bits) else math.nan,
-        latency_mean_ms=float(np.nanmean(lat_arr)), latency_p95_ms=float(np.nanpercentile(lat_arr, 95)),
-        deadline_misses=fates.misses, held_steps=chunker.held_steps, budget_mean=float(np.mean(kk)),
-        decode_errors=sum(receiver.stats.dropped.values()) if receiver is not None else 0,
+        frames_sent=stats.frames_sent, bits_mean=sm["bits_mean"],
+        header_bits_mean=sm["header_bits_mean"], wire_bits_mean=sm["wire_bits_mean"],
+        latency_mean_ms=sm["latency_mean_ms"], latency_p95_ms=sm["latency_p95_ms"],
+        budget_mean=sm["budget_mean"],
+        deadline_misses=fates.misses, held_steps=chunker.held_steps,
+        decode_errors=receiver.stats.dropped_total if receiver is not None else 0,
         frames_captured=fates.captured, frames_skipped=fates.skipped, frames_late=fates.late,
         frames_lost=fates.lost,
     )  # fmt: skip

@@ -14,12 +14,25 @@ packets the sender has already written off).
 from __future__ import annotations
 
 import heapq
-from collections.abc import Hashable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
 
 from embodied.control.base import SKIP
 from embodied.link.emulator import LinkConfig, LinkEmulator, PacketResult
 from embodied.link.traces import Trace
-from embodied.pipeline import FateCounts, Sender, frame_fate
+from embodied.pipeline import FateCounts, Sender, StreamStats, frame_fate
+
+
+@dataclass(frozen=True)
+class Arrival:
+    """A packet the link delivered: what the receiver gets, and when."""
+
+    key: int
+    capture_time: float
+    arrival_time: float
+    payload: Any
 
 
 class LinkSession:
@@ -48,8 +61,42 @@ class LinkSession:
             self.config.propagation_delay_s if feedback_delay_s is None else feedback_delay_s
         )
         self.fates = FateCounts()  # ground truth per captured frame
-        self._reports: list[tuple[float, int, Hashable, float]] = []  # (seen, seq, key, arrival)
+        self.stats = StreamStats()
+        self._reports: list[tuple[float, int, int, float]] = []  # (seen, seq, key, arrival)
+        self._arrivals: list[tuple[float, int, Arrival]] = []  # packets on their way
         self._seq = 0
+        self._frames = 0  # keys of offer()
+
+    def begin(self) -> None:
+        """Start counting afresh (after a warm-up): fates and stats; the link, the sender's
+        pending reports and its controller's state carry on."""
+        self.fates = FateCounts()
+        self.stats = StreamStats()
+
+    def offer(
+        self, frame: np.ndarray, capture_time: float, compute_s: float
+    ) -> PacketResult | None:
+        """One camera frame into the pipeline: the budget (None: skipped), the codec's packet
+        at its setting, the link; the packet reaches :meth:`arrived` when the link delivers."""
+        key, self._frames = self._frames, self._frames + 1
+        k = self.next_budget(capture_time)
+        if k == SKIP:
+            return None
+        enc, _ = self.sender.encode(frame, k, frame_id=key, capture_time=capture_time)
+        return self.send(key, capture_time, k, len(enc.packet), compute_s, payload=enc.packet,
+                         header_bytes=enc.header_bytes)  # fmt: skip
+
+    @property
+    def frames_offered(self) -> int:
+        """Frames :meth:`offer` has taken (their keys are ``0..frames_offered - 1``)."""
+        return self._frames
+
+    def arrived(self, now: float) -> list[Arrival]:
+        """Every packet delivered by ``now`` not yet handed over, oldest first."""
+        out = []
+        while self._arrivals and self._arrivals[0][0] <= now:
+            out.append(heapq.heappop(self._arrivals)[2])
+        return out
 
     @property
     def overhead_bytes(self) -> int:
@@ -70,12 +117,22 @@ class LinkSession:
         k = self.sender.next_budget(now)
         if k == SKIP:
             self.fates.add("skipped")
+            self.stats.skipped()
         return k
 
     def send(
-        self, key: Hashable, capture_time: float, budget: int, packet_bytes: int, compute_s: float
+        self,
+        key: int,
+        capture_time: float,
+        budget: int,
+        packet_bytes: int,
+        compute_s: float,
+        *,
+        payload: Any = None,
+        header_bytes: int = 0,
     ) -> PacketResult:
-        """Send one packet (it leaves after the sender's compute time); its fate on the link."""
+        """Send one packet (it leaves after the sender's compute time); its fate on the link.
+        A ``payload`` given is handed to :meth:`arrived` at its arrival."""
         send_time = capture_time + compute_s
         if self.link is None:
             res = PacketResult(
@@ -89,11 +146,17 @@ class LinkSession:
             key, budget=budget, packet_bytes=packet_bytes, overhead_bytes=self.overhead_bytes,
             capture_time=capture_time, send_time=send_time, compute_s=compute_s,
         )  # fmt: skip
-        if res.arrival_time is not None:
-            seen = res.arrival_time + self.feedback_delay_s
-            heapq.heappush(self._reports, (seen, self._seq, key, res.arrival_time))
+        arrival = res.arrival_time
+        if arrival is not None:
+            seen = arrival + self.feedback_delay_s
+            heapq.heappush(self._reports, (seen, self._seq, key, arrival))
+            if payload is not None:
+                item = Arrival(key, capture_time, arrival, payload)
+                heapq.heappush(self._arrivals, (arrival, self._seq, item))
         self._seq += 1
-        self.fates.add(frame_fate(capture_time, res.arrival_time, self.sender.deadline_s))
+        self.fates.add(frame_fate(capture_time, arrival, self.sender.deadline_s))
+        latency = None if arrival is None else arrival - capture_time
+        self.stats.sent(budget, packet_bytes, header_bytes, res.wire_bytes, latency)
         return res
 
     def refused(self, capture_time: float, arrival_time: float) -> None:

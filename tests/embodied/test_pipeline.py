@@ -245,3 +245,21 @@ def test_session_skips_and_outage_losses_are_misses_of_frames_captured():
     lost_reports = [r for r in ctrl.reports if r.status == "lost"]
     assert len(lost_reports) >= f.lost - 5
     assert all(r.observed_at >= r.send_time for r in lost_reports)
+
+
+def test_session_offer_carries_packets_to_arrived_and_counts_bits(tok):
+    trace = RateTrace.constant(64_000.0, 10.0)
+    ctrl = make_controller("fixed", ControllerSettings.for_k_max(tok.k_max, budget=4))
+    sess = LinkSession(Sender(ctrl, codec=tok), trace, LinkConfig(overhead_bytes=8))
+    frames = make_frames(3, res=tok.spec.resolution)
+    for i, f in enumerate(frames):
+        assert sess.offer(f, i / 30, 0.002) is not None
+    assert sess.arrived(0.0) == []  # nothing has arrived at the first capture
+    got = sess.arrived(1.0)
+    assert [a.key for a in got] == [0, 1, 2] and sess.arrived(1.0) == []
+    assert all(tok.decode(a.payload).budget == 4 for a in got)
+    s = sess.stats.summary()
+    assert sess.stats.frames_sent == 3 and s["budget_mean"] == 4
+    assert s["wire_bits_mean"] == s["bits_mean"] + 64 and s["header_bits_mean"] > 0
+    sess.begin()  # a warm-up's counts are dropped, the link and the sender carry on
+    assert sess.stats.frames_sent == 0 and sess.fates.captured == 0 and sess.frames_offered == 3
