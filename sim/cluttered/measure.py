@@ -164,8 +164,8 @@ def _plot(kind: str, summary: dict[str, Any], path: Path) -> None:
         pts = [r for r in rows if r["cond"] != "unknown-target" and r["value"] is not None]
         xs = [r["value"] for r in pts]
         ys = [100 * r["success"] for r in pts]
-        lo = [100 * (r["success"] - r["ci95"][0]) for r in pts]
-        hi = [100 * (r["ci95"][1] - r["success"]) for r in pts]
+        lo = [max(0.0, 100 * (r["success"] - r["ci95"][0])) for r in pts]
+        hi = [max(0.0, 100 * (r["ci95"][1] - r["success"])) for r in pts]
         line = ax.errorbar(xs, ys, yerr=[lo, hi], marker="o", capsize=3, label=t)
         if kind == "info":
             guess = next(r for r in rows if r["cond"] == "unknown-target")

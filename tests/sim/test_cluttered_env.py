@@ -20,6 +20,7 @@ def envs():
         e.close()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("task", TASKS)
 def test_check_env_for_every_id(task):
     import gymnasium as gym
