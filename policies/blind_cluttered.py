@@ -113,6 +113,7 @@ def evaluate(model, episodes: int) -> dict:
         wins = 0
         for s in eval_seeds(episodes, start=20_000):
             obs, _ = env.reset(seed=s)
+            info: dict = {"success": False}
             for t in range(env.max_steps):
                 f = torch.from_numpy(features(task, obs["instruction"], obs["proprio"], t))
                 with torch.no_grad():

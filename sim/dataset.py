@@ -32,6 +32,7 @@ import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -111,8 +112,7 @@ def save_episode(root: Path, ep: Episode) -> Path:
     fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp.npz")
     os.close(fd)
     try:
-        np.savez_compressed(
-            tmp,
+        fields: dict[str, Any] = dict(
             frames=np.asarray(ep.frames, np.uint8),
             proprio=np.asarray(ep.proprio, np.float32),
             actions=np.asarray(ep.actions, np.float32),
@@ -124,6 +124,7 @@ def save_episode(root: Path, ep: Episode) -> Path:
             action_noise=np.array(float(ep.action_noise)),
             **({} if ep.wrist is None else {"wrist": np.asarray(ep.wrist, np.uint8)}),
         )
+        np.savez_compressed(tmp, **fields)
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):

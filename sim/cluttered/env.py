@@ -15,9 +15,12 @@ Object, pad and belt state never enter the observation: the scripted experts rea
 through :meth:`ClutteredEnv.expert_state`, and success is computed from them.
 """
 
+# mujoco's compiled bindings ship no stubs for MjSpec, MjData, mj_* and the mjt* enums:
+# pyright: reportAttributeAccessIssue=false
+
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import Any
 
 import gymnasium as gym
 import numpy as np
@@ -71,8 +74,11 @@ class _Camera(FastCamera):
     """The fast renderer without Meta-World's vertical flip (these cameras render upright)."""
 
     def render(self, data: Any) -> np.ndarray:
-        self.renderer.update_scene(data, camera=self.camera)
-        return self.renderer.render()
+        renderer = self.renderer
+        if renderer is None:
+            raise RuntimeError("the camera is closed")
+        renderer.update_scene(data, camera=self.camera)
+        return renderer.render()
 
 
 class ClutteredEnv(gym.Env):
@@ -82,7 +88,8 @@ class ClutteredEnv(gym.Env):
     default to the task's and are refused outside their ranges. ``reset(options=
     {"instruction": text})`` forces the named target and pad into the seed's scene."""
 
-    metadata: ClassVar[dict[str, Any]] = {"render_modes": ["rgb_array"], "render_fps": 80}
+    # gymnasium.Env declares ``metadata`` a plain (instance-overridable) dict, not a ClassVar
+    metadata: dict[str, Any] = {"render_modes": ["rgb_array"], "render_fps": 80}  # noqa: RUF012
 
     def __init__(
         self,

@@ -12,6 +12,9 @@ carries explicit mass, inertia and ``ipos = 0`` (otherwise it drifts on its own)
 placed only after the arm's reset motion (or the arm knocks them off the table).
 """
 
+# mujoco's compiled bindings ship no stubs for MjSpec, MjData, mj_* and the mjt* enums:
+# pyright: reportAttributeAccessIssue=false
+
 from __future__ import annotations
 
 import os
