@@ -56,10 +56,15 @@ test: $(STAMP) $(CORE_STAMP)
 	$(MAKE) --no-print-directory test-core
 	$(VENV)/bin/python -m pytest -q
 
-# The main job: closed-loop success vs bit rate with the shipped models (no training), ~5 min.
+# The main job, every suite: closed-loop success vs bit rate with the shipped models on the
+# Meta-World suite (no training), and the cluttered suite's experts and delay curve (its
+# policies come with issue 14), ~6-7 min.
 RUN_ARGS ?= --episodes 4 --codecs tokens,jpeg,webp,h264 --budgets 1,4,16 --targets 90,250,700 --out results/run
+CLUTTERED_RUN_ARGS ?= --episodes 10 --workers 2 --out results/run/cluttered
 run: $(STAMP)
 	$(VENV)/bin/embodied eval $(RUN_ARGS)
+	$(VENV)/bin/embodied cluttered expert $(CLUTTERED_RUN_ARGS)
+	$(VENV)/bin/embodied cluttered delay $(CLUTTERED_RUN_ARGS)
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
