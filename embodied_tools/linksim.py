@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import heapq
 import json
 import math
 import sys
@@ -204,6 +205,96 @@ def simulate(
     summary["recovery_frames"] = step_recoveries(trace, frames, deadline, fps)
     summary["controller_outages_seen"] = getattr(ctrl, "outages", None)
     return RunResult(getattr(trace, "name", "trace"), name, frames, summary)
+
+
+@dataclass
+class SharedResult:
+    """N robots on one bottleneck: each robot's summary and the link's."""
+
+    trace: str
+    controller: str
+    robots: list[dict[str, Any]]
+    summary: dict[str, Any]
+
+
+def simulate_shared(
+    trace: Trace,
+    controller: str,
+    n_robots: int,
+    *,
+    settings: ControllerSettings | None = None,
+    sizes: SizeModel | None = None,
+    compute: ComputeModel | None = None,
+    config: SimConfig | None = None,
+) -> SharedResult:
+    """``n_robots`` senders, each with its own controller, on one link emulator (one queue).
+
+    The robots' cameras run at the same rate with their captures spread evenly over the
+    frame period; every packet enters the shared queue at its send time, in time order.
+    Allocation is whatever independent controllers sharing a queue arrive at (no
+    coordinator): each sees only its own packets' reports. A clairvoyant controller (the
+    oracle) is refused: its view of the future assumes it is alone on the link."""
+    from embodied.control.registry import get_spec
+
+    if n_robots < 1:
+        raise ValueError(f"n_robots={n_robots} must be >= 1")
+    if get_spec(controller).needs_world:
+        raise ValueError(f"controller {controller!r} sees the future of a link it owns alone")
+    cfg = config or SimConfig()
+    sizes = LinearSizeModel() if sizes is None else sizes
+    compute = compute or ComputeModel()
+    link = LinkEmulator(trace, cfg.link)
+    fps = cfg.frame_rate_hz
+    sessions = [
+        LinkSession(
+            Sender(make_controller(controller, settings, frame_rate_hz=fps),
+                   loss_timeout_s=cfg.loss_timeout_s),
+            trace, feedback_delay_s=cfg.feedback_delay_s, emulator=link,
+        )
+        for _ in range(n_robots)
+    ]  # fmt: skip
+    duration = trace.period_s if cfg.duration_s is None else cfg.duration_s
+    n = round(duration * fps)
+    sends: list[tuple[float, int, int, float, int, int, float]] = []  # heap by send time
+    keys = [0] * n_robots
+
+    def flush(until: float) -> None:
+        while sends and sends[0][0] <= until:
+            _, _, r, t, k, size, c = heapq.heappop(sends)
+            sessions[r].send(keys[r], t, k, size, c)
+            keys[r] += 1
+
+    seq = 0
+    for i in range(n):
+        for r, sess in enumerate(sessions):
+            t = (i + r / n_robots) / fps
+            flush(t)
+            k = sess.next_budget(t)
+            if k == SKIP:
+                continue
+            size, c = sizes.packet_bytes(k, i * n_robots + r), compute.seconds(k, i)
+            heapq.heappush(sends, (t + c, seq, r, t, k, size, c))
+            seq += 1
+    flush(math.inf)
+    for sess in sessions:
+        sess.deliver_reports(math.inf)
+    per = []
+    for r, sess in enumerate(sessions):
+        f, st = sess.fates, sess.stats
+        per.append({"robot": r, **f.as_dict(), "mean_budget": st.summary()["budget_mean"],
+                    "packet_kbps": sum(st.packet_bits) / duration / 1e3})  # fmt: skip
+    total = FateCounts()
+    for sess in sessions:
+        total += sess.fates
+    budgets = [p["mean_budget"] for p in per]
+    jain = sum(budgets) ** 2 / (len(budgets) * sum(b * b for b in budgets)) if any(budgets) else 1.0
+    summary = {
+        "robots": n_robots, **total.as_dict(),
+        "mean_budget": float(np.mean(budgets)), "fairness_jain": jain,
+        "packet_kbps": sum(p["packet_kbps"] for p in per),
+        "capacity_kbps": trace.delivered_bytes(duration) * 8.0 / duration / 1e3,
+    }  # fmt: skip
+    return SharedResult(getattr(trace, "name", "trace"), controller, per, summary)
 
 
 def summarize(frames: Frames, deadline: float, fps: float, min_budget: int = 1) -> dict[str, Any]:
@@ -454,6 +545,13 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--budget", type=int, default=0, help="budget of the fixed controller (0 = --max-budget)"
     )
+    p.add_argument(
+        "--robots",
+        type=int,
+        default=1,
+        help="N robots share one bottleneck, each with its own controller: the link and its "
+        "queue are N times one robot's (the trace scaled by N), captures spread over the frame",
+    )
     p.add_argument("--fps", type=float, default=30.0)
     p.add_argument("--deadline-ms", type=float, default=100.0)
     p.add_argument("--min-budget", type=int, default=1)
@@ -568,6 +666,45 @@ def run_benchmark(args: argparse.Namespace, settings: ControllerSettings) -> lis
     return results
 
 
+def _run_shared(args: argparse.Namespace, settings: ControllerSettings, meta: dict) -> int:
+    """``--robots N``: each ``--controller`` on N robots sharing one link (no plots)."""
+    n = args.robots
+    try:
+        one = (
+            args.scale
+            if args.scale is not None
+            else (1.0 if Path(args.trace).exists() else catalog.entry(args.trace).scale)
+        )
+        trace = _load_trace(args.trace, one * n)  # one robot's share, times N
+    except (KeyError, ValueError, OSError) as e:
+        print(f"embodied link-sim: {e}", file=sys.stderr)
+        return 2
+    cfg = _config(args, args.duration)
+    queue = None if cfg.link.queue_limit_bytes is None else cfg.link.queue_limit_bytes * n
+    cfg = replace(cfg, link=replace(cfg.link, queue_limit_bytes=queue))
+    rows = []
+    for name in args.controller or ["deadline"]:
+        try:
+            r = simulate_shared(trace, name, n, settings=settings, sizes=_sizes(args),
+                                compute=ComputeModel(seed=args.seed + 1), config=cfg)  # fmt: skip
+        except (KeyError, ValueError) as e:
+            print(f"embodied link-sim: {e.args[0]}", file=sys.stderr)
+            return 2
+        rows.append({"trace": trace.name, "controller": name, **r.summary, "per_robot": r.robots})
+    args.out.mkdir(parents=True, exist_ok=True)
+    meta = {**meta, "robots": n, "trace_scale": one * n, "queue_bytes": queue}
+    (args.out / "shared.json").write_text(json.dumps({"meta": meta, "results": rows}, indent=1))
+    print(f"{n} robots on one link ({trace.name} at {n}x one robot's share, queue {queue} bytes):")
+    print(f"{'controller':<10} {'miss%':>6} {'late':>6} {'lost':>6} {'skip':>6} {'budget':>7} "
+          f"{'fairness':>8} {'kbps':>8} {'capacity':>9}")  # fmt: skip
+    for r in rows:
+        print(f"{r['controller']:<10} {r['deadline_miss_pct']:6.2f} {r['late']:6d} {r['lost']:6d} "
+              f"{r['skipped']:6d} {r['mean_budget']:7.1f} {r['fairness_jain']:8.3f} "
+              f"{r['packet_kbps']:8.1f} {r['capacity_kbps']:9.1f}")  # fmt: skip
+    print(f"misses: late, lost or skipped, of frames captured (all robots). Written to {args.out}/")
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.generate is not None:
@@ -617,6 +754,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         except (KeyError, ValueError, OSError) as e:
             print(f"embodied link-sim: {e}", file=sys.stderr)
             return 2
+        if args.robots > 1:
+            return _run_shared(args, settings, meta)
         results = []
         for name in args.controller or ["deadline"]:
             try:

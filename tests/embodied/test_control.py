@@ -378,3 +378,45 @@ def test_cli_refuses_bad_input(tmp_path: Path, capsys):
     assert "allowed 1..64" in capsys.readouterr().err
     assert main(["--burst", "0.1", "--out", str(tmp_path)]) == 2
     assert "P_GB,P_BG" in capsys.readouterr().err
+
+
+# -- several robots on one link ------------------------------------------------------------
+def test_shared_link_counts_every_robot_and_shares_the_queue():
+    from embodied.link import LinkConfig
+    from embodied_tools.linksim import simulate_shared
+
+    # 4 robots at k = 10 (24 wire bytes each, 10 frames/s): 960 B/s into a 960 B/s link
+    # saturates it; into twice that it does not. One robot's k = 10 alone never queues.
+    cfg = SimConfig(frame_rate_hz=10.0, duration_s=10.0,
+                    link=LinkConfig(overhead_bytes=8, propagation_delay_s=0.02))  # fmt: skip
+    fixed10 = ControllerSettings(budget=10)
+    wide = simulate_shared(RateTrace.constant(8 * 1920.0, 10.0), "fixed", 4, settings=fixed10,
+                           sizes=_exact_sizes(), config=cfg)  # fmt: skip
+    narrow = simulate_shared(RateTrace.constant(8 * 700.0, 10.0), "fixed", 4, settings=fixed10,
+                             sizes=_exact_sizes(), config=cfg)  # fmt: skip
+    assert wide.summary["captured"] == 4 * 100 and len(wide.robots) == 4
+    assert wide.summary["deadline_misses"] == 0
+    assert narrow.summary["deadline_misses"] > 100  # the shared queue delays everyone
+    assert all(r["captured"] == 100 for r in narrow.robots)
+    assert narrow.summary["packet_kbps"] == pytest.approx(4 * 16 * 8 * 10 / 1e3)
+    # independent deadline-aware controllers on one queue: fair shares, fewer misses than AIMD
+    cell = RateTrace.from_segments([(10.0, 4 * 12e3), (10.0, 4 * 6e3)], name="steps")
+    cfg4 = SimConfig(duration_s=20.0, link=LinkConfig(overhead_bytes=8, queue_limit_bytes=12_000))
+    dl = simulate_shared(cell, "deadline", 4, config=cfg4).summary
+    aimd = simulate_shared(cell, "aimd", 4, config=cfg4).summary
+    assert dl["fairness_jain"] > 0.95 and dl["deadline_miss_pct"] < aimd["deadline_miss_pct"]
+    with pytest.raises(ValueError, match="sees the future"):
+        simulate_shared(cell, "oracle", 2)
+
+
+def test_cli_shared_link_writes_results(tmp_path: Path, capsys):
+    rc = main(["--trace", "cellular", "--robots", "2", "--controller", "deadline",
+               "--controller", "fixed", "--budget", "4", "--duration", "5",
+               "--out", str(tmp_path)])  # fmt: skip
+    assert rc == 0
+    data = json.loads((tmp_path / "shared.json").read_text())
+    assert [r["controller"] for r in data["results"]] == ["deadline", "fixed"]
+    assert data["meta"]["robots"] == 2 and len(data["results"][0]["per_robot"]) == 2
+    assert "2 robots on one link" in capsys.readouterr().out
+    assert main(["--trace", "cellular", "--robots", "2", "--controller", "oracle",
+                 "--out", str(tmp_path)]) == 2  # fmt: skip
