@@ -80,6 +80,34 @@ class ActionNoise:
         return out
 
 
+def expert_loop(
+    env: Any, expert: Any, obs: dict[str, Any], *, perturb: Any = None, record: bool = True
+) -> tuple[bool, dict[str, Any]]:
+    """Step ``expert`` from ``obs`` to the episode's end (either suite); the success and, with
+    ``record``, the stacked ``frames``, ``wrist``, ``proprio`` and ``actions`` (a camera the
+    env does not render is None). ``perturb`` changes the executed action, never the label."""
+    rec: dict[str, list[Any]] = {"image": [], "wrist_image": [], "proprio": [], "actions": []}
+    success = False
+    for _ in range(env.max_steps):
+        a = expert.act()
+        if record:
+            for key in ("image", "wrist_image", "proprio"):
+                rec[key].append(obs.get(key))
+            rec["actions"].append(a)
+        obs, _, terminated, truncated, info = env.step(a if perturb is None else perturb(a))
+        if terminated or truncated:
+            success = bool(info["success"])
+            break
+    if not record:
+        return success, {}
+
+    def stack(xs: list[Any]) -> np.ndarray | None:
+        return np.stack(xs) if xs and all(x is not None for x in xs) else None
+
+    names = {"frames": "image", "wrist": "wrist_image", "proprio": "proprio", "actions": "actions"}
+    return success, {out: stack(rec[key]) for out, key in names.items()}
+
+
 def rollout_expert(
     task: str, seed: int, resolution: int = 64, camera: str = "corner", record: bool = True,
     noise: float = 0.0,
@@ -95,21 +123,10 @@ def rollout_expert(
     from sim.experts import ScriptedExpert
 
     env = _env(task, resolution, camera)
-    obs, info = env.reset(seed=seed)
-    expert = ScriptedExpert(env)
-    perturb = ActionNoise(noise, task, seed)
-    frames, proprio, actions = [], [], []
-    success = False
-    for _ in range(env.max_steps):
-        a = expert.act()
-        if record:
-            frames.append(obs["image"])
-            proprio.append(obs["proprio"])
-            actions.append(a)
-        obs, _, terminated, truncated, info = env.step(perturb(a))
-        if terminated or truncated:
-            success = bool(info["success"])
-            break
+    obs, _ = env.reset(seed=seed)
+    success, arrays = expert_loop(
+        env, ScriptedExpert(env), obs, perturb=ActionNoise(noise, task, seed), record=record
+    )
     out: dict[str, Any] = {
         "task": task,
         "seed": seed,
@@ -120,7 +137,7 @@ def rollout_expert(
         "noise": float(noise),
     }
     if record:
-        out.update(frames=np.stack(frames), proprio=np.stack(proprio), actions=np.stack(actions))
+        out.update(frames=arrays["frames"], proprio=arrays["proprio"], actions=arrays["actions"])
     return out
 
 

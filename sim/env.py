@@ -36,16 +36,12 @@ MAX_RESOLUTION = 512
 INSTRUCTION_CHARSET = string.ascii_letters + string.digits + " ,.'-"
 
 
-def check_resolution(resolution: Any) -> int:
-    """Refuse a resolution that is not an integer in 16..512, with the allowed range."""
+def check_resolution(resolution: Any, lo: int = MIN_RESOLUTION, hi: int = MAX_RESOLUTION) -> int:
+    """Refuse a resolution that is not an integer in ``lo..hi``, with the allowed range."""
     if isinstance(resolution, bool) or not isinstance(resolution, int | np.integer):
-        raise ValueError(
-            f"resolution must be an integer in {MIN_RESOLUTION}..{MAX_RESOLUTION}, got {resolution!r}"
-        )
-    if not MIN_RESOLUTION <= int(resolution) <= MAX_RESOLUTION:
-        raise ValueError(
-            f"resolution must be in {MIN_RESOLUTION}..{MAX_RESOLUTION}, got {resolution}"
-        )
+        raise ValueError(f"resolution must be an integer in {lo}..{hi}, got {resolution!r}")
+    if not lo <= int(resolution) <= hi:
+        raise ValueError(f"resolution must be in {lo}..{hi}, got {resolution}")
     return int(resolution)
 
 

@@ -6,6 +6,8 @@ module imports neither MuJoCo nor Meta-World.
 
 from __future__ import annotations
 
+from typing import Any
+
 import gymnasium as gym
 
 from sim.suite import TASKS
@@ -14,35 +16,26 @@ ENTRY_POINT = "sim.env:MetaWorldTaskEnv"
 CLUTTERED_ENTRY_POINT = "sim.cluttered.env:ClutteredEnv"
 
 
-def register_envs() -> list[str]:
+def _register(specs: Any, entry_point: str) -> list[str]:
+    """Register each task spec's ``gym_id`` (once) with ``entry_point``; the ids."""
     ids = []
-    for spec in TASKS.values():
+    for spec in specs:
         if spec.gym_id not in gym.registry:
-            gym.register(
-                id=spec.gym_id,
-                entry_point=ENTRY_POINT,
-                kwargs={"task": spec.name},
-                max_episode_steps=None,
-            )
+            gym.register(id=spec.gym_id, entry_point=entry_point,
+                         kwargs={"task": spec.name}, max_episode_steps=None)  # fmt: skip
         ids.append(spec.gym_id)
-    return ids + register_cluttered_envs()
+    return ids
+
+
+def register_envs() -> list[str]:
+    return _register(TASKS.values(), ENTRY_POINT) + register_cluttered_envs()
 
 
 def register_cluttered_envs() -> list[str]:
     """The cluttered suite (``sim.cluttered``): ``embodied/cluttered-<task>-v0``."""
     from sim.cluttered.spec import TASKS as CLUTTERED
 
-    ids = []
-    for spec in CLUTTERED.values():
-        if spec.gym_id not in gym.registry:
-            gym.register(
-                id=spec.gym_id,
-                entry_point=CLUTTERED_ENTRY_POINT,
-                kwargs={"task": spec.name},
-                max_episode_steps=None,
-            )
-        ids.append(spec.gym_id)
-    return ids
+    return _register(CLUTTERED.values(), CLUTTERED_ENTRY_POINT)
 
 
 register_envs()

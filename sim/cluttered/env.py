@@ -49,6 +49,7 @@ from sim.cluttered.spec import (
     layout_for,
 )
 from sim.env import INSTRUCTION_CHARSET, FastCamera
+from sim.env import check_resolution as _check_resolution
 
 MIN_RESOLUTION, MAX_RESOLUTION = 64, 256
 CAMERAS = ("front", "wrist")
@@ -59,15 +60,8 @@ REST_TOL = 0.01  # an object "rests" when its bottom is within this of the surfa
 
 
 def check_resolution(resolution: Any) -> int:
-    if isinstance(resolution, bool) or not isinstance(resolution, int | np.integer):
-        raise ValueError(
-            f"resolution must be an integer in {MIN_RESOLUTION}..{MAX_RESOLUTION}, got {resolution!r}"
-        )
-    if not MIN_RESOLUTION <= int(resolution) <= MAX_RESOLUTION:
-        raise ValueError(
-            f"resolution must be in {MIN_RESOLUTION}..{MAX_RESOLUTION}, got {resolution}"
-        )
-    return int(resolution)
+    """The cluttered suite's range, 64..256 (``sim.env.check_resolution``)."""
+    return _check_resolution(resolution, MIN_RESOLUTION, MAX_RESOLUTION)
 
 
 class _Camera(FastCamera):

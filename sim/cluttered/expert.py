@@ -206,32 +206,18 @@ def run_episode(
     know_target: bool = True, record: bool = False, instruction: str | None = None,
 ) -> dict[str, Any]:  # fmt: skip
     """One expert episode; with ``record`` the observations and actions come back too."""
+    from sim.collect import expert_loop
+
     options = {"instruction": instruction} if instruction else None
     obs, info = env.reset(seed=seed, options=options)
     expert = ClutteredExpert(env, delay_steps=delay_steps, bits=bits, know_target=know_target)
-    frames, wrist, proprio, actions = [], [], [], []
-    success = False
-    for _ in range(env.max_steps):
-        a = expert.act()
-        if record:
-            frames.append(obs.get("image"))
-            wrist.append(obs.get("wrist_image"))
-            proprio.append(obs["proprio"])
-            actions.append(a)
-        obs, _, terminated, truncated, step_info = env.step(a)
-        if terminated or truncated:
-            success = bool(step_info["success"])
-            break
+    success, arrays = expert_loop(env, expert, obs, record=record)
     out: dict[str, Any] = {
         "task": env.spec_task.name, "seed": int(seed), "success": success, "steps": env.steps,
         "instruction": env.instruction, "heldout_combo": info["heldout_combo"],
         "heldout_phrasing": info["heldout_phrasing"],
     }  # fmt: skip
-    if record:
-        out["frames"] = np.stack(frames) if frames[0] is not None else None
-        out["wrist"] = np.stack(wrist) if wrist[0] is not None else None
-        out["proprio"] = np.stack(proprio)
-        out["actions"] = np.stack(actions)
+    out.update(arrays)
     return out
 
 
@@ -240,31 +226,15 @@ def rollout_for_collect(
 ) -> dict[str, Any]:
     """``sim.collect.rollout_expert`` for a cluttered task: the same keys (plus ``wrist``).
     With ``noise`` the executed actions are perturbed (DART), the recorded labels stay clean."""
-    from sim.collect import ActionNoise
+    from sim.collect import ActionNoise, expert_loop
 
     obs, _ = env.reset(seed=seed)
-    expert = ClutteredExpert(env)
     perturb = ActionNoise(noise, env.spec_task.name, seed)
-    frames, wrist, proprio, actions = [], [], [], []
-    success = False
-    for _ in range(env.max_steps):
-        a = expert.act()
-        if record:
-            frames.append(obs["image"])
-            if "wrist_image" in obs:
-                wrist.append(obs["wrist_image"])
-            proprio.append(obs["proprio"])
-            actions.append(a)
-        obs, _, terminated, truncated, info = env.step(perturb(a))
-        if terminated or truncated:
-            success = bool(info["success"])
-            break
+    success, arrays = expert_loop(env, ClutteredExpert(env), obs, perturb=perturb, record=record)
     assert env.layout is not None
     out: dict[str, Any] = {
         "task": env.spec_task.name, "seed": int(seed), "success": success, "steps": env.steps,
         "instruction": env.instruction, "layout": env.layout.as_vector(), "noise": float(noise),
     }  # fmt: skip
-    if record:
-        out.update(frames=np.stack(frames), proprio=np.stack(proprio), actions=np.stack(actions))
-        out["wrist"] = np.stack(wrist) if wrist else None
+    out.update(arrays)
     return out
