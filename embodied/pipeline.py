@@ -35,7 +35,7 @@ from __future__ import annotations
 import math
 import time
 from collections import OrderedDict
-from collections.abc import Hashable, Iterator, Sequence
+from collections.abc import Hashable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal, Protocol
 
@@ -400,12 +400,9 @@ class Receiver:
 
         ``model_id``: the stream's announced model (a ROS packet's format string); tokens of
         another tokenizer are refused before decoding."""
-        try:
-            obs, payload_bytes = self._decode(bytes(packet), codec, model_id, frame_shape)
-        except PacketError as err:
-            self.stats.drop(err)
-            return None
-        self.stats.accept(len(packet), payload_bytes)
+        obs, _, _ = self.receive_newest(
+            [packet], codec=codec, model_id=model_id, frame_shape=frame_shape
+        )
         return obs
 
     def receive_newest(
@@ -427,7 +424,7 @@ class Receiver:
         for i, packet in enumerate(packets):
             data = bytes(packet)
             try:
-                got = self._decode(data, codec, model_id, frame_shape, tokenize=False)
+                got = self._decode(data, codec, model_id, frame_shape)
             except PacketError as err:
                 self.stats.drop(err)
                 refused.append(i)
@@ -448,11 +445,9 @@ class Receiver:
         codec: str,
         model_id: int | None,
         frame_shape: Sequence[int] | None,
-        *,
-        tokenize: bool = True,
-    ) -> tuple[Any, int]:
-        """(Observation, payload bytes); with ``tokenize=False`` a pixel codec's packet gives
-        ((image, frame id), payload bytes) instead."""
+    ) -> tuple[Observation | tuple[np.ndarray, int], int]:
+        """(Observation, payload bytes) for tokens; ((image, frame id), payload bytes) for a
+        pixel codec: the caller tokenizes only the image it acts on."""
         if codec == "tokens":
             tok = self.tokenizer
             if model_id is not None and model_id != tok.model_id:
@@ -462,7 +457,7 @@ class Receiver:
                 )
             d = tok.decode(data)
             ids = np.asarray(d.padded, np.int64)
-            return Observation(ids, int(d.budget), int(d.header.frame_id)), _payload(data, d)
+            return Observation(ids, int(d.budget), int(d.header.frame_id)), _payload(data)
         from embodied.codecs import codec_spec, make_codec
 
         try:
@@ -478,9 +473,7 @@ class Receiver:
         d = self._pixel[key].decode(data)
         if d.image is None:
             raise NoImage(f"{codec} packet decoded to no image")
-        fid = int(d.header.frame_id)
-        image = self.from_frame(d.image, frame_id=fid) if tokenize else (d.image, fid)
-        return image, _payload(data, d)
+        return (d.image, int(d.header.frame_id)), _payload(data)
 
     def from_frame(self, image: np.ndarray, *, frame_id: int = 0) -> Observation:
         """An image at the receiver (uncompressed, or a pixel codec's output) → tokens at full
@@ -499,7 +492,8 @@ class Receiver:
         return Observation.blind(self.k_max)
 
 
-def _payload(data: bytes, decoded: Any) -> int:
+def _payload(data: bytes) -> int:
+    """Payload bytes of a packet that decoded (the header excluded)."""
     from embodied.packet import bits
 
     try:
@@ -525,8 +519,3 @@ class Newest:
             return False
         self.last_capture = capture_time
         return True
-
-
-def budgets_of(codec: Codec) -> Iterator[int]:
-    """The controller's budgets for a codec: ``1..len(codec.budgets())``."""
-    return iter(range(1, len(list(codec.budgets())) + 1))
