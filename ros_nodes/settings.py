@@ -118,12 +118,16 @@ class CameraNodeSettings(Settings):
 class SimRobotNodeSettings(Settings):
     """The simulated robot's parameters (``embodied tasks`` lists the tasks)."""
 
-    task: str = setting("drawer-open", "benchmark task (embodied tasks)", live=False)
+    task: str = setting(
+        "drawer-open",
+        "task (embodied tasks), a comma list or 'all': episode i runs the (i mod n)-th",
+        live=False,
+    )
     seed: int = setting(
         1_000_000, "seed of the first episode (layout); episode i uses seed + i",
         lo=0, hi=2**31 - 1, live=False,
     )  # fmt: skip
-    episodes: int = setting(1, "episodes to run, 0 = forever", lo=0, hi=1_000_000, live=False)
+    episodes: int = setting(0, "episodes to run, 0 = until stopped", lo=0, hi=1_000_000, live=False)
     control_hz: float = setting(30.0, "control and camera rate", lo=1.0, hi=500.0, live=False)
     resolution: int = setting(64, "camera resolution (square)", lo=16, hi=512, live=False)
     camera: str = setting("corner", "MuJoCo camera", live=False)

@@ -61,15 +61,8 @@ class SimRobotNode(Node):
         super().__init__("sim_robot", **kwargs)
         self.p = declare_settings(self, SimRobotNodeSettings())
         self.params = LiveParameters(self, [SettingsGroup(lambda: self.p, self._apply)])
-        from sim.env import MetaWorldTaskEnv
-
-        self.env = MetaWorldTaskEnv(
-            self.p.task,
-            resolution=int(self.p.resolution),
-            camera=self.p.camera,
-            instruction_split=self.p.instruction_split,
-            max_steps=int(self.p.max_steps) or None,
-        )
+        self.tasks = robot_tasks(self.p.task)  # unknown names refused with the valid ones
+        self.envs: dict[str, Any] = {}  # one env per task, made when its first episode starts
         self.chunker = ActionChunker(action_dim=4)
         self.image_pub = self.create_publisher(Image, TOPICS["image"].name, topic_qos("image"))
         self.proprio_pub = self.create_publisher(
@@ -106,6 +99,25 @@ class SimRobotNode(Node):
         self.last_tick_ns: int | None = None
         self._reset_episode()
 
+    @property
+    def task(self) -> str:
+        """The task of the current episode: episode i runs ``tasks[i % len(tasks)]``."""
+        return self.tasks[self.episode % len(self.tasks)]
+
+    @property
+    def env(self) -> Any:
+        if self.task not in self.envs:
+            from sim.env import MetaWorldTaskEnv
+
+            self.envs[self.task] = MetaWorldTaskEnv(
+                self.task,
+                resolution=int(self.p.resolution),
+                camera=self.p.camera,
+                instruction_split=self.p.instruction_split,
+                max_steps=int(self.p.max_steps) or None,
+            )
+        return self.envs[self.task]
+
     def _apply(self, new: Settings, changes: dict[str, Any]) -> None:
         assert isinstance(new, SimRobotNodeSettings)
         self.p = new  # read where used (each frame / tick)
@@ -127,13 +139,13 @@ class SimRobotNode(Node):
 
     def _start(self) -> None:
         self.running = True
-        self._event("start", seed=self.seed, task=self.p.task, instruction=self.obs["instruction"])
-        self.get_logger().info(f"episode {self.episode} (seed {self.seed}) started")
+        self._event("start", seed=self.seed, task=self.task, instruction=self.obs["instruction"])
+        self.get_logger().info(f"episode {self.episode}: {self.task} (seed {self.seed}) started")
 
     def _end(self, success: bool) -> None:
         self.successes += int(success)
         self._event(
-            "end", seed=self.seed, task=self.p.task, success=bool(success), steps=self.steps,
+            "end", seed=self.seed, task=self.task, success=bool(success), steps=self.steps,
             held_steps=self.chunker.held_steps, stale_chunks=self.chunker.stale_chunks,
         )  # fmt: skip
         self.get_logger().info(
@@ -255,8 +267,25 @@ class SimRobotNode(Node):
         )  # fmt: skip
 
     def destroy_node(self) -> None:
-        self.env.close()
+        for env in self.envs.values():
+            env.close()
         super().destroy_node()
+
+
+def robot_tasks(spec: str) -> list[str]:
+    """The ``task`` setting → the tasks the robot cycles through: one name, a comma list, or
+    "all" (the Meta-World suite in ``embodied tasks`` order). Unknown names are refused
+    with the valid ones; the cluttered suite's two-camera scenes are not a robot here yet."""
+    from sim.suite import TASKS, resolve_tasks
+
+    names = [t.name for t in resolve_tasks(spec.strip() or "all")]
+    other = [n for n in names if n not in TASKS]
+    if other or not names:
+        raise ValueError(
+            f"task={spec!r}: the sim robot runs the Meta-World suite; {other or 'none'} is "
+            f"not one of it. Valid: all, or names of {', '.join(TASKS)} (comma-separated)"
+        )
+    return names
 
 
 def main(args: Sequence[str] | None = None) -> int:

@@ -52,6 +52,8 @@ def test_sim_graph_runs_a_full_episode(models, procs, ros, tmp_path):
                 "/**": {"ros__parameters": {"tokenizer_dir": str(tok)}},
                 "policy": {"ros__parameters": {"policy_dir": str(pol), **LENIENT}},
                 "tokenizer": {"ros__parameters": {"budget": 16}},
+                # the launched graph runs until stopped, cycling the suite: this test, one episode
+                "sim_robot": {"ros__parameters": {"task": "drawer-open", "episodes": 1}},
             }
         )
     )

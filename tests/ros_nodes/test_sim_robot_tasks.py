@@ -1,0 +1,45 @@
+"""The sim robot cycles tasks and seeds (the launched graph runs until stopped)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+pytest.importorskip("rclpy")
+pytest.importorskip("mujoco")
+
+
+def test_task_setting_names_one_task_a_list_or_the_suite():
+    from ros_nodes.sim_robot_node import robot_tasks
+    from sim.suite import TASKS
+
+    assert robot_tasks("all") == list(TASKS) and len(TASKS) == 11
+    assert robot_tasks("drawer-open") == ["drawer-open"]
+    assert robot_tasks("drawer-open,door-open") == ["drawer-open", "door-open"]
+    with pytest.raises(ValueError, match=r"Valid tasks: .*drawer-open"):
+        robot_tasks("drawer-opne")  # a typo: the valid names are listed
+    with pytest.raises(ValueError, match="Meta-World suite"):
+        robot_tasks("cluttered")  # two-camera scenes are not a sim robot yet
+
+
+def test_robot_cycles_tasks_and_seeds_episode_by_episode(procs, ros):
+    from std_msgs.msg import String
+
+    from ros_nodes.common import topic_qos
+
+    got = ros.collect(String, "robot/events", topic_qos("events"))
+    node = procs.node(
+        "embodied-sim-robot-node", "sim_robot", task="drawer-open,door-open", episodes=3,
+        max_steps=4, wait_for_policy_s=0.0, seed=500,
+    )  # fmt: skip
+
+    def events(kind: str) -> list[dict]:
+        return [e for e in (json.loads(m.data) for _, m in got) if e["event"] == kind]
+
+    ros.spin_until(lambda: bool(events("done")), 60, "the robot's three episodes")
+    assert [(e["task"], e["seed"]) for e in events("start")] == [
+        ("drawer-open", 500), ("door-open", 501), ("drawer-open", 502),
+    ]  # fmt: skip
+    assert [e["steps"] for e in events("end")] == [4, 4, 4]
+    assert node.wait(timeout=20) == 0, procs.log("sim_robot")[-2000:]
