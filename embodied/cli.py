@@ -78,6 +78,11 @@ register(
 register("launch", "ros_nodes.launcher:main", "run a ROS 2 graph (sim, robot, split) without ros2")
 register("tune", "ros_nodes.tune:main", "set a node's parameter live (ros2 param set, rclpy)")
 register("record", "ros_nodes.record:main", "record the graph's topics to MCAP (rosbag2/Foxglove)")
+register(
+    "view",
+    "embodied_tools.view.cli:main",
+    "live view in rerun: camera vs what the tokens sent reconstruct, bits, latency, misses",
+)
 
 
 def _usage() -> str:

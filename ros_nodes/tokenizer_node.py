@@ -53,11 +53,14 @@ from ros_nodes.common import (
     topic_qos,
 )
 from ros_nodes.settings import TokenizerNodeSettings
-from ros_nodes.wire import FEEDBACK_FIELDS, TOPICS, ArrivalReport, PacketFormat
+from ros_nodes.wire import (
+    FEEDBACK_FIELDS,
+    TOPICS,
+    ArrivalReport,
+    PacketFormat,
+    transport_bytes,
+)
 
-#: Bytes a packet costs on an IPv4 network beyond the serialized message: UDP/IP (28),
-#: RTPS header (20), DATA submessage header (24). Added to the CDR size of the message.
-RTPS_UDP_OVERHEAD = 72
 MAX_PENDING = 512
 
 
@@ -184,7 +187,7 @@ class TokenizerNode(Node):
         out.header.frame_id = msg.header.frame_id
         out.data = enc.packet
         if self.overhead_bytes is None:
-            self.overhead_bytes = len(serialize_message(out)) - len(enc.packet) + RTPS_UDP_OVERHEAD
+            self.overhead_bytes = transport_bytes(len(serialize_message(out)), len(enc.packet))
         self.pub.publish(out)
         t_sent = now_ns(self)
         n = len(enc.packet)
@@ -241,6 +244,7 @@ class TokenizerNode(Node):
             "deadline_ms": s.deadline_ms,
             "bitrate_cap_kbps": s.bitrate_cap_kbps,
             "loss_timeout_ms": self.sender.loss_timeout_s * 1e3,
+            "capacity_kbps": _kbps(self.controller.capacity_bps(t / 1e9)),
             "packet_kbps": self.bytes_meter.kbps(t),
             "wire_kbps": self.wire_meter.kbps(t),
             "latency_p50_ms": self.latency_ms.pct(50),
@@ -256,6 +260,10 @@ class TokenizerNode(Node):
         if self.counts["sent"] == 0:
             level, message = 1, "no frames encoded yet"
         self.diag_pub.publish(diagnostics(self, values, level=level, message=message))
+
+
+def _kbps(bps: float | None) -> float:
+    return float("nan") if bps is None else bps / 1e3
 
 
 def main(args: Sequence[str] | None = None) -> int:

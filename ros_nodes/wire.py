@@ -42,6 +42,19 @@ FEEDBACK_FIELDS: Final = (
 )
 
 
+#: Bytes of framing under a DDS sample on UDP/IPv4: IPv4 20 + UDP 8 + RTPS header 20 + the
+#: DATA submessage's header and fields 24 (no inline QoS, no fragmentation).
+RTPS_UDP_OVERHEAD: Final = 72
+
+
+def transport_bytes(cdr_bytes: int, payload_bytes: int) -> int:
+    """Transport bytes of one packet sent as a ROS message: everything on the wire that is not
+    our packet (the message's CDR serialization around it, plus :data:`RTPS_UDP_OVERHEAD`).
+    ``cdr_bytes``: the serialized message (``rclpy.serialization.serialize_message``, or a
+    recording's raw message); ``payload_bytes``: our packet inside it."""
+    return int(cdr_bytes) - int(payload_bytes) + RTPS_UDP_OVERHEAD
+
+
 #: Every topic of the graphs, by role. docs/ros.md's table and ``embodied record``'s
 #: defaults come from here.
 TOPICS: Final[dict[str, Topic]] = {

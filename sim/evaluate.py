@@ -20,10 +20,11 @@ trained with no image: the floor), ``tokens@k``, ``<codec>@<bytes>``. Bits are p
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from functools import cache
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
@@ -33,6 +34,9 @@ from embodied.pipeline import FateCounts
 if TYPE_CHECKING:
     from embodied.codecs.base import Codec
     from embodied.codecs.tokens import TokenCodec
+    from embodied.link.emulator import PacketResult
+    from embodied.link.session import Arrival, LinkSession
+    from embodied.pipeline import Receiver
 
 RAW_BITS_64 = 64 * 64 * 3 * 8
 
@@ -173,6 +177,23 @@ def point_controller(point: Point, n_budgets: int, control_hz: float) -> Any:
     return make_controller(name, settings, frame_rate_hz=control_hz)
 
 
+class EpisodeObserver(Protocol):
+    """What an episode shows a viewer (``embodied_tools.view.eval.EvalTap``), in sim time."""
+
+    def begin(
+        self, t: float, task: str, seed: int, instruction: str, policy: Any,
+        session: LinkSession | None,
+    ) -> None: ...  # fmt: skip
+
+    def frame(
+        self, t: float, image: np.ndarray, packet: bytes | None, sent: PacketResult | None
+    ) -> None: ...
+
+    def arrived(self, t: float, arrivals: Sequence[Arrival], receiver: Receiver | None) -> None: ...
+
+    def end(self, t: float, success: bool, steps: int) -> None: ...
+
+
 def run_episode(
     point: Point,
     task: str,
@@ -184,8 +205,12 @@ def run_episode(
     compute_ms: float = 2.0,
     max_steps: int | None = None,
     link_warmup_s: float = 2.0,
+    observer: EpisodeObserver | None = None,
 ) -> EpisodeResult:
     """One closed-loop episode; deterministic given (point, task, seed).
+
+    ``observer`` (``embodied eval --view``) is shown each frame, packet, arrival and the
+    stream's statistics; it changes nothing in the episode.
 
     An adapter: it moves frames from the sim camera into the pipeline's sender
     (:class:`embodied.pipeline.Sender` over :class:`embodied.link.session.LinkSession`),
@@ -247,6 +272,8 @@ def run_episode(
     success = False
     steps = max_steps or env.max_steps
     step = 0
+    if observer is not None:
+        observer.begin(t0, task, seed, instruction, policy, session)
     for step in range(steps):
         now = t0 + step * dt
         proprio_of[step] = obs["proprio"]
@@ -258,13 +285,17 @@ def run_episode(
                        RAW_BITS_64 // 8 if receiver else 0, compute_s)  # fmt: skip
             raw.append(Arrival(step, now, arrival, obs["image"]))
         else:
-            session.offer(obs["image"], now, compute_s)
+            sent = session.offer(obs["image"], now, compute_s)
+            if observer is not None:
+                observer.frame(now, obs["image"], session.last_packet if sent else None, sent)
         # ---- receiver: every packet delivered by now, decoded in order; the newest acted on
         horizon = now + dt * 0.999
         if session is not None:
             ready = session.arrived(horizon)
         else:
             ready, raw = [x for x in raw if x.arrival_time <= horizon], []
+        if observer is not None:
+            observer.arrived(now, ready, receiver)
         seen: Observation | None = None
         newest: int | None = len(ready) - 1 if ready else None
         if not ready:
@@ -290,6 +321,8 @@ def run_episode(
         if terminated or truncated:
             success = bool(info["success"])
             break
+    if observer is not None:
+        observer.end(t0 + (step + 1) * dt, success, step + 1)
     sm = stats.summary()
     return EpisodeResult(
         point=point.key(), task=task, seed=seed, success=success, steps=step + 1,

@@ -35,7 +35,7 @@ import numpy as np
 
 from embodied.metrics import Rate, vision_gain
 from embodied.pipeline import FateCounts
-from sim.evaluate import MODELS_DIR, Point, episode_job, fates_of
+from sim.evaluate import MODELS_DIR, Point, episode_job, fates_of, run_episode
 
 DEFAULT_BUDGETS = (1, 2, 4, 8, 16, 64)
 DEFAULT_TARGETS = {  # packet bytes per frame, header included
@@ -437,7 +437,35 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--backend", choices=["process", "ray"], default="process")
     p.add_argument("--out", default="results/eval")
     p.add_argument("--max-steps", type=int, default=None)
+    p.add_argument("--view", action="store_true",
+                   help="run ONE episode (the first point, task and seed) and show it in rerun "
+                        "(`embodied view`'s options below)")  # fmt: skip
+    from embodied_tools.view.cli import add_output_args
+
+    add_output_args(p)
     return p
+
+
+def view_episode(a: argparse.Namespace, points: list[Point], task: str, seed: int) -> int:
+    """``embodied eval --view``: one closed-loop episode shown live in the view."""
+    from embodied_tools.view.cli import open_view
+    from embodied_tools.view.eval import EvalTap
+
+    point = next((pt for pt in points if pt.codec not in ("clean", "blind")), points[0])
+    out = open_view(a, f"eval-{task}-{seed}")
+    shot = out.screenshot_later()
+    print(f"eval --view: {point.key()} on {task}, seed {seed}", flush=True)
+    r = run_episode(point, task, seed, models_dir=a.models, instruction_split=a.instructions,
+                    control_hz=a.control_hz, max_steps=a.max_steps, link_warmup_s=a.link_warmup,
+                    observer=EvalTap(out.view))  # fmt: skip
+    print(
+        f"eval --view: {'success' if r.success else 'failure'} after {r.steps} steps, "
+        f"{r.bits_mean:.0f} bits/frame, {r.deadline_misses}/{r.frames_captured} misses"
+    )
+    if shot is not None:
+        shot.join()
+    out.finish(hold=shot is None)
+    return 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -457,6 +485,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         _check_models(Path(a.models), points)
     except (ValueError, FileNotFoundError) as e:
         p.error(str(e))
+    if a.view:
+        return view_episode(a, points, tasks[0].name, eval_seeds(1, a.seed_start)[0])
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
     log = out / "episodes.jsonl"

@@ -146,6 +146,8 @@ class Controller(Protocol):
 
     def next_budget(self, now: float) -> int: ...
 
+    def capacity_bps(self, now: float) -> float | None: ...
+
 
 class BaseController:
     """Settings, modes, the bit-rate cap and online bytes(k)/compute(k) models.
@@ -225,6 +227,10 @@ class BaseController:
         k = max(s.min_budget, min(int(k), s.max_budget, self.cap_budget()))
         self.last_budget = k
         return k
+
+    def capacity_bps(self, now: float) -> float | None:
+        """The link capacity this controller estimates (bit/s), None if it keeps none."""
+        return None
 
     def _observe(self, feedback: Feedback) -> None:
         pass

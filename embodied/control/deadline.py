@@ -221,6 +221,9 @@ class DeadlineAwareController(BaseController):
                 c = min(c, wire * 8.0 / (not_left_by - start))
         return c
 
+    def capacity_bps(self, now: float) -> float | None:
+        return self.capacity_now(now)
+
     def overdue_reports(self, now: float) -> int:
         """How many of the oldest packets' reports are later than the robust
         estimate predicts (by more than ``overdue_slack``)? One may be a loss;

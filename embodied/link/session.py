@@ -66,6 +66,7 @@ class LinkSession:
         self._arrivals: list[tuple[float, int, Arrival]] = []  # packets on their way
         self._seq = 0
         self._frames = 0  # keys of offer()
+        self.last_packet: bytes | None = None  # the packet of the last offer() that sent one
 
     def begin(self) -> None:
         """Start counting afresh (after a warm-up): fates and stats; the link, the sender's
@@ -81,8 +82,10 @@ class LinkSession:
         key, self._frames = self._frames, self._frames + 1
         k = self.next_budget(capture_time)
         if k == SKIP:
+            self.last_packet = None
             return None
         enc, _ = self.sender.encode(frame, k, frame_id=key, capture_time=capture_time)
+        self.last_packet = enc.packet
         return self.send(key, capture_time, k, len(enc.packet), compute_s, payload=enc.packet,
                          header_bytes=enc.header_bytes)  # fmt: skip
 
