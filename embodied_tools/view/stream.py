@@ -15,6 +15,7 @@ Entity paths (one meaning each; bits are packet bytes × 8 as in ``embodied.pipe
 ``bits/payload|header|transport``   bits of each packet (transport: UDP/IP + DDS framing)
 ``rate/payload_kbps|wire_kbps``     over the last second; ``rate/capacity_kbps``: the
                             controller's capacity estimate (controllers that keep one)
+``quality/psnr_db``         the received picture against the camera frame it was made from
 ``budget/sent``             the budget in each packet's header; ``budget/setting``: the
                             tokenizer's budget parameter (what ``embodied tune`` sets)
 ``latency/arrival_ms``      capture → arrival at the policy, per packet;
@@ -41,6 +42,7 @@ import numpy as np
 import rerun as rr
 import rerun.blueprint as rrb
 
+from embodied.metrics import psnr
 from embodied.packet import PacketError, bits, decode_packet
 
 TIMELINE = "stream"
@@ -73,6 +75,7 @@ def blueprint(cameras: tuple[str, ...] = ("front",), history_s: float = 20.0) ->
                 ),
             ),
             rrb.Horizontal(
+                series("quality", "received vs camera (PSNR dB)"),
                 series("bits", "bits per frame"),
                 series("rate", "kbit/s"),
                 series("budget", "budget (tokens)"),
@@ -177,6 +180,7 @@ class StreamView:
         self.pictures = PacketPictures(tokenizer_dir, picture_hz)
         self.camera_period = 1.0 / camera_hz if camera_hz > 0 else 0.0
         self._camera_last: dict[str, float] = {}
+        self._frames: dict[str, dict[float, np.ndarray]] = {}
         self._t0: float | None = None
         self._now = 0.0
         self._payload = _Rate()
@@ -210,6 +214,10 @@ class StreamView:
 
     # -- what the camera saw and what arrived ----------------------------------------------
     def camera(self, t: float, rgb: np.ndarray, camera: str = "front") -> None:
+        frames = self._frames.setdefault(camera, {})
+        frames[round(t, 6)] = rgb  # by capture time: the packet of this frame is compared to it
+        while len(frames) > 64:
+            del frames[next(iter(frames))]
         if t - self._camera_last.get(camera, -math.inf) < self.camera_period:
             return
         self._camera_last[camera] = t
@@ -256,6 +264,9 @@ class StreamView:
         if img is not None:
             self.rec.log(f"received/{camera}", rr.Image(img))
             self.logged += 1
+            seen = self._frames.get(camera, {}).get(round(t_capture, 6))
+            if seen is not None and seen.shape == img.shape:
+                self._scalar("quality/psnr_db", psnr(seen, img))
         elif fmt in self.pictures.unavailable and fmt not in self._told:
             self._told.add(fmt)  # once per stream format
             why = self.pictures.unavailable[fmt]
