@@ -14,7 +14,7 @@ import pytest
 pytest.importorskip("rerun")
 pytest.importorskip("mujoco")
 
-from tests.ros_nodes.test_graph import LENIENT, _qos  # noqa: E402
+from tests.ros_nodes.test_graph import LENIENT, _qos
 
 
 def test_live_view_of_the_graph_and_its_recording(models, procs, ros, tmp_path):

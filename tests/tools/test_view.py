@@ -120,11 +120,26 @@ def test_bad_packets_are_counted_never_raised_and_a_foreign_stream_still_shows_i
     assert list(bad) == [1, 2, 3, 4]
     assert len(got.scalars("bits/payload")[2]) == 1  # the good one
     assert len(got.images("received/front")[1]) == 1
-    # a stream of another tokenizer: its CRC key is not ours, so the view refuses it
-    rec2, view2 = _view(tmp_path / "foreign.rrd")
-    other = bytes(good)
-    view2.packet(0.0, other, foreign)
+    # a packet whose CRC is not its stream's model: refused
+    _, view2 = _view(tmp_path / "mismatch.rrd")
+    view2.packet(0.0, good, foreign)
     assert view2.malformed == 1
+    # a stream of another tokenizer (its own CRC key): bits shown, no picture, said once
+    from embodied.packet import decode_packet, encode_packet
+
+    header, payload = decode_packet(good, codec.model_id)
+    other = encode_packet(header, payload, codec.model_id ^ 0x5A5A)
+    path3 = tmp_path / "foreign.rrd"
+    rec3, view3 = _view(path3)
+    view3.packet(0.0, other, foreign)
+    view3.packet(0.1, other, foreign)
+    rec3.flush()
+    rec3.disconnect()
+    got3 = read_recording(path3)
+    assert view3.malformed == 0 and len(got3.scalars("bits/payload")[2]) == 2
+    assert "received/front" not in got3.paths()
+    said = [t for t in got3.texts("events") if t.startswith("no reconstruction")]
+    assert len(said) == 1 and "--tokenizer-dir" in said[0], said
 
 
 def test_pixel_codec_stream_shows_its_decoded_frame(tmp_path):
