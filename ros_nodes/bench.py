@@ -146,6 +146,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     diag: dict[str, dict[str, str]] = {}
     samples: list[dict[str, float]] = []
 
+    by_phase: dict[str, list[float]] = {"without view": [], "with view": []}
+
     def on_actions(msg: Float32MultiArray) -> None:
         t = time.time_ns()
         chunk, stamp, _ = msg_to_chunk(msg)
@@ -158,6 +160,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             if state["measuring"]:
                 lat_ms.append((t - stamp) / 1e6)
                 state["chunks"] += 1
+                if state.get("phase"):
+                    by_phase[state["phase"]].append((t - stamp) / 1e6)
 
     def on_diag(msg: DiagnosticArray) -> None:
         diag.update(diag_values(msg))
@@ -187,6 +191,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         state["published"] = i + 1
 
     timer = None
+    view_ab: _ViewAB | None = None
     t_start = time.monotonic()
     try:
         # wait until the pipeline answers (model loading, discovery), then warm up
@@ -207,9 +212,12 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         next_sample = t0
         print(f"measuring {args.duration:.0f} s at {args.fps} frames/s, budget {args.budget} ...",
               file=sys.stderr, flush=True)  # fmt: skip
+        view_ab = _ViewAB(args, env, node) if args.view else None
         while time.monotonic() < end:
             rclpy.spin_once(node, timeout_sec=0.01)
             now = time.monotonic()
+            if view_ab is not None:
+                state["phase"] = view_ab.phase(now - t0)
             if now >= next_sample:
                 row = {"t_s": now - t0, "bench_mb": rss_mb(os.getpid())}
                 for name, p in procs.items():
@@ -222,6 +230,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 next_sample += args.sample_every
         state["measuring"] = False
     finally:
+        if view_ab is not None:
+            view_ab.stop()
         if timer is not None:
             node.destroy_timer(timer)
         for p in procs.values():
@@ -303,10 +313,64 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 if not math.isnan(q["max"])
             ),
         },
+        "view": _view_report(by_phase) if args.view else None,
         "wall_s": time.monotonic() - t_start,
         "host_load_1min": os.getloadavg()[0],
     }
     return report
+
+
+class _ViewAB:
+    """``--view``: alternate phases of ``--view-phase`` s without and with ``embodied view``
+    attached to the graph (saving to a file, as a watching person's viewer would receive it);
+    a "with" phase counts from the view's subscription on, not its start-up."""
+
+    def __init__(self, args: argparse.Namespace, env: dict[str, str], node: Any) -> None:
+        self.args, self.env, self.node = args, env, node
+        self.proc: subprocess.Popen | None = None
+        self.started = 0.0
+        self.out = Path(args.view_out)
+
+    def _subscribed(self) -> bool:
+        infos = self.node.get_subscriptions_info_by_topic("/tokens/packets")
+        return any(i.node_name == "embodied_view" for i in infos)
+
+    def phase(self, t: float) -> str | None:
+        with_view = int(t // self.args.view_phase) % 2 == 1
+        if with_view and self.proc is None:
+            self.out.parent.mkdir(parents=True, exist_ok=True)
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "embodied.cli", "view", "--save", str(self.out),
+                 "--tokenizer-dir", self.args.tokenizer_dir],
+                env=self.env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            )  # fmt: skip
+        if not with_view and self.proc is not None:
+            self.stop()
+        if with_view:
+            return "with view" if self._subscribed() else None
+        return "without view"
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGINT)
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.proc = None
+
+
+def _view_report(by_phase: dict[str, list[float]]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for name, xs in by_phase.items():
+        a = np.asarray(xs) if xs else np.asarray([math.nan])
+        out[name] = {"p50": float(np.percentile(a, 50)), "p99": float(np.percentile(a, 99)),
+                     "n": len(xs)}  # fmt: skip
+    base, attached = out["without view"], out["with view"]
+    out["ratio_p50"] = attached["p50"] / base["p50"] if base["p50"] else math.nan
+    out["ratio_p99"] = attached["p99"] / base["p99"] if base["p99"] else math.nan
+    return out
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -329,6 +393,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="ROS_DOMAIN_ID of the benchmark graph (random: keeps it apart from others)",
     )  # fmt: skip
     ap.add_argument("--json", type=Path, default=None, help="write the full report here")
+    ap.add_argument("--view", action="store_true",
+                    help="alternate phases without and with `embodied view` attached")  # fmt: skip
+    ap.add_argument("--view-phase", type=float, default=15.0, help="seconds per phase")
+    ap.add_argument("--view-out", default="results/bench_ros_view.rrd")
     args = ap.parse_args(argv)
     try:
         import rclpy  # noqa: F401
@@ -358,6 +426,12 @@ def main(argv: Sequence[str] | None = None) -> int:
               f"(growth {v['growth_mb']:+.2f} MB, slope {v['slope_mb_per_min']:+.3f} MB/min)")  # fmt: skip
     for k, v in report["queues"].items():
         print(f"  {k:<22} max {v['max']:.0f}, end {v['end']:.0f}")
+    if report["view"]:
+        v = report["view"]
+        a, b = v["without view"], v["with view"]
+        print(f"view attached: p50 {b['p50']:.2f} ms, p99 {b['p99']:.2f} ms (n={b['n']}) against "
+              f"p50 {a['p50']:.2f} ms, p99 {a['p99']:.2f} ms without (n={a['n']}): "
+              f"x{v['ratio_p50']:.2f} p50, x{v['ratio_p99']:.2f} p99")  # fmt: skip
     print(f"soak: memory {'flat' if t['no_memory_growth'] else 'GREW'}, queues "
           f"{'bounded' if t['queues_bounded'] else 'GREW'}; host load {report['host_load_1min']:.2f}")  # fmt: skip
     return 0

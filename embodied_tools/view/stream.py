@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import json
 import math
+import time
 from collections import deque
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -194,8 +195,9 @@ class StreamView:
     # -- time ----------------------------------------------------------------------------
     @property
     def now(self) -> float:
-        """The stream time last shown (s on the stream's clock)."""
-        return self._now
+        """The stream time last shown (s on the stream's clock); before anything was shown,
+        the wall clock (a live graph's stamps are on it)."""
+        return self._now if self._t0 is not None else time.time()
 
     def at(self, t: float) -> float:
         """Set the timeline to stream time ``t`` (seconds on the stream's clock)."""

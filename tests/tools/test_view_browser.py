@@ -52,5 +52,5 @@ def test_served_view_shows_images_and_plots_in_a_browser(tmp_path):
     assert colours > 3000, colours
     top = img[: h // 2, : 2 * w // 3]  # the camera and received panels
     assert top.std() > 40, top.std()
-    lines = (np.abs(img[h // 2 :].astype(int) - img[h // 2 :].mean(axis=(0, 1))).sum(axis=2) > 150)
+    lines = np.abs(img[h // 2 :].astype(int) - img[h // 2 :].mean(axis=(0, 1))).sum(axis=2) > 150
     assert lines.mean() > 0.005, lines.mean()
