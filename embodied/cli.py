@@ -58,6 +58,11 @@ register(
     "policies.export:main",
     "a training checkpoint (runs/<name>/model.pt) → the shipped model layout (torch)",
 )
+register(
+    "inter-prior",
+    "embodied_tools.inter_prior:main",
+    "learn a tokenizer's inter-frame prior from demonstrations (tokens-inter coding)",
+)
 register("belief", "embodied_tools.belief:main", "which task a policy reads an instruction as")
 register("tasks", "sim.suite:tasks_main", "list the benchmark tasks, their ids and instructions")
 register(

@@ -201,7 +201,13 @@ def max_payload_for(packet_bytes: int) -> int:
 
 
 def bits(packet: bytes) -> BitCount:
-    """Header and payload bits of an encoded packet (parses only the length field)."""
+    """Header and payload bits of an encoded packet (parses only the length field, or a
+    compact packet's flags)."""
+    if packet and packet[0] >> 6 == COMPACT_VERSION:
+        head = COMPACT_FIXED + (1 if packet[0] & _BUDGET_FLAG else 0)
+        if len(packet) < head:
+            raise TruncatedPacket(f"{len(packet)} bytes is shorter than the compact header")
+        return BitCount(8 * head, 8 * (len(packet) - head))
     n, n_len = _read_leb128(packet, _FIXED)
     if len(packet) != _FIXED + n_len + n + _CRC_BYTES:
         raise CorruptPacket(f"length field says {n} payload bytes, packet has {len(packet)} bytes")
@@ -362,6 +368,90 @@ def read_packet(
         keyframe=bool(first & 1),
     )
     return header, bytes(view[_FIXED + n_len : end]), offset + end + _CRC_BYTES
+
+
+# ----------------------------------------------------------------------------- compact form
+
+#: Inside an established stream (``embodied.interframe``), a packet may carry only what the
+#: receiver cannot infer. Byte layout (version 2)::
+#:
+#:     0   bits 7-6 version (2)   bit 5 keyframe   bit 4 budget follows   bits 3-0 frame id mod 16
+#:     1   bits 7-4 reference delta (0: none; 1..15: frame id - reference id)   bits 3-0 CRC 11..8
+#:     2   CRC 7..0
+#:     3   budget (only with bit 4 of byte 0)
+#:     ..  payload (to the end of the datagram: the transport delimits it)
+#:
+#: The receiver infers the full frame id (mod 256) as the first after the last one it decoded
+#: with these low bits, and the budget as the last one's. The 12-bit CRC (the CRC-16 of the
+#: full header keyed by the model id, low 12 bits) covers the inferred fields, so a wrong
+#: inference (more than 15 frames lost, reordering) fails the check instead of decoding: it
+#: passes by chance with probability 2**-12, where a reference lookup still guards.
+COMPACT_VERSION = 2
+COMPACT_FIXED = 3
+_KEY_FLAG, _BUDGET_FLAG = 0x20, 0x10
+
+
+@dataclass(frozen=True)
+class CompactFields:
+    frame_id: int  # 0..255, full (the receiver infers the high bits)
+    budget: int  # 0..255
+    keyframe: bool
+    ref_delta: int  # 0 (none) or 1..15
+    send_budget: bool
+
+
+def _compact_crc(model_id: int, f: CompactFields, payload: bytes | memoryview) -> int:
+    body = bytes((f.frame_id, f.budget, int(f.keyframe), f.ref_delta)) + bytes(payload)
+    return _crc(model_id, body) & 0xFFF
+
+
+def encode_compact(fields: CompactFields, payload: bytes, model_id: int) -> bytes:
+    if not 0 <= fields.ref_delta <= 15:
+        raise ValueError(f"ref_delta={fields.ref_delta} must be in 0..15 in a compact packet")
+    if not (0 <= fields.frame_id <= 255 and 0 <= fields.budget <= 255):
+        raise ValueError(f"frame_id {fields.frame_id} / budget {fields.budget} outside 0..255")
+    crc = _compact_crc(model_id, fields, payload)
+    first = (COMPACT_VERSION << 6) | (fields.frame_id & 0x0F)
+    first |= _KEY_FLAG if fields.keyframe else 0
+    first |= _BUDGET_FLAG if fields.send_budget else 0
+    out = bytes((first, (fields.ref_delta << 4) | (crc >> 8), crc & 0xFF))
+    if fields.send_budget:
+        out += bytes((fields.budget,))
+    return out + bytes(payload)
+
+
+def read_compact(
+    data: bytes | bytearray | memoryview, model_id: int, last_frame_id: int, last_budget: int
+) -> tuple[CompactFields, bytes]:
+    """Parse and verify a compact packet against the receiver's last decoded frame id and
+    budget; raises ``TruncatedPacket``, ``VersionMismatch`` or ``CorruptPacket``."""
+    view = memoryview(bytes(data))
+    if len(view) < 1:
+        raise TruncatedPacket("empty packet")
+    first = view[0]
+    if first >> 6 != COMPACT_VERSION:
+        raise VersionMismatch(f"packet version {first >> 6} is not the compact form")
+    with_budget = bool(first & _BUDGET_FLAG)
+    head = COMPACT_FIXED + int(with_budget)
+    if len(view) < head:
+        raise TruncatedPacket(f"{len(view)} bytes is shorter than the compact header ({head})")
+    low = first & 0x0F
+    step = (low - (last_frame_id + 1)) % 16  # the first id after the last with these bits
+    fields = CompactFields(
+        frame_id=(last_frame_id + 1 + step) % 256,
+        budget=view[3] if with_budget else int(last_budget),
+        keyframe=bool(first & _KEY_FLAG),
+        ref_delta=view[1] >> 4,
+        send_budget=with_budget,
+    )
+    payload = bytes(view[head:])
+    got = ((view[1] & 0x0F) << 8) | view[2]
+    if _compact_crc(model_id, fields, payload) != got:
+        raise CorruptPacket(
+            "compact packet CRC mismatch (garbled, another model, or fields the receiver "
+            "could not infer: frames lost or reordered)"
+        )
+    return fields, payload
 
 
 # ----------------------------------------------------------------------------- unwrapping

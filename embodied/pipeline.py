@@ -301,6 +301,9 @@ class Sender:
         self.controller.observe(
             replace(fb, status="delivered", arrival_time=arrival_time, observed_at=observed_at)
         )
+        acknowledge = getattr(self.codec, "acknowledge", None)
+        if acknowledge is not None:  # a codec across frames: the receiver holds this frame
+            acknowledge(fb.frame_id)
         fate = frame_fate(fb.capture_time, arrival_time, self.deadline_s)
         self.fates.add(fate)
         return fate
@@ -327,6 +330,15 @@ class Sender:
     def _lost(self, fb: Feedback, observed_at: float) -> None:
         self.controller.observe(replace(fb, status="lost", observed_at=observed_at))
         self.fates.add("lost")
+        on_loss = getattr(self.codec, "on_loss", None)
+        if on_loss is not None:  # a codec across frames: the next frame is a keyframe
+            on_loss()
+
+    def request_keyframe(self) -> None:
+        """The receiver lacks a reference (a codec across frames): send a keyframe next."""
+        request = getattr(self.codec, "request_keyframe", None)
+        if request is not None:
+            request()
 
 
 # --------------------------------------------------------------------------- receiver

@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
+from embodied.link.emulator import GilbertElliott
 from embodied.modelfiles import MODELS_DIR
 from embodied.pipeline import FateCounts
 
@@ -40,6 +41,13 @@ if TYPE_CHECKING:
 
 RAW_BITS_64 = 64 * 64 * 3 * 8
 
+#: Bursty loss of ``Point.burst``: per packet, Good → Bad 1%, Bad → Good 30%, every packet lost
+#: in Bad: bursts of 3.3 packets on average, 3.2% of packets lost in all.
+BURST_LOSS = GilbertElliott(0.01, 0.30)
+
+#: Codecs of the learned tokenizer: every frame on its own, or coded across frames.
+TOKEN_CODECS = ("tokens", "tokens-inter")
+
 # Which policy acts on which tokenizer's tokens, by default.
 POLICY_FOR = {"tok-task": "vla-task", "tok-recon": "vla-recon"}
 
@@ -48,7 +56,7 @@ POLICY_FOR = {"tok-task": "vla-task", "tok-recon": "vla-recon"}
 class Point:
     """One rate point of a sweep."""
 
-    codec: str  # "clean", "blind", "tokens", or a registered pixel codec
+    codec: str  # "clean", "blind", "tokens", "tokens-inter", or a registered pixel codec
     budget: int | None = None  # tokens: k; pixel codecs: ladder rung (with a controller)
     target_bytes: int | None = None  # pixel codecs: packet size, header included
     tokenizer: str = "tok-task"
@@ -58,6 +66,8 @@ class Point:
     deadline_ms: float = 100.0
     max_budget: int | None = None  # with a controller: the settings' cap (None: every budget)
     overhead_bytes: int = 8  # transport framing per packet on a trace (link-sim's default; UDP: 28)
+    loss_pct: float = 0.0  # random packet loss on the trace's link (%)
+    burst: bool = False  # Gilbert-Elliott bursts (BURST_LOSS) on the trace's link
 
     @property
     def policy_name(self) -> str:
@@ -73,8 +83,9 @@ class Point:
             base = f"clean[{self.tokenizer}]"
         elif self.codec == "blind":
             base = "blind"
-        elif self.codec == "tokens":
-            base = f"tokens[{self.tokenizer}]@{self.budget if self.controller is None else self.controller}"
+        elif self.codec in TOKEN_CODECS:
+            how = self.budget if self.controller is None else self.controller
+            base = f"{self.codec}[{self.tokenizer}]@{how}"
         else:
             what = self.target_bytes if self.target_bytes is not None else f"rung{self.budget}"
             base = f"{self.codec}@{what if self.controller is None else self.controller}"
@@ -85,6 +96,10 @@ class Point:
             base += f"~{self.trace}"
             if self.overhead_bytes != 8:
                 base += f"+{self.overhead_bytes}B"
+            if self.loss_pct:
+                base += f"!{self.loss_pct:g}%"
+            if self.burst:
+                base += "!burst"
         return base
 
     def key(self) -> str:
@@ -234,7 +249,14 @@ def run_episode(
     policy = _policy(md, point.policy_name)
     k_max = policy.spec.k_max
     tokenizer = _tokenizer(md, point.tokenizer) if point.codec != "blind" else None
-    receiver = Receiver(tokenizer) if tokenizer is not None else None
+    inter = point.codec == "tokens-inter"
+    from embodied.interframe import InterTokenCodec
+
+    if inter:  # one stream state per end: the sender's references, the receiver's
+        assert tokenizer is not None
+        receiver = Receiver(InterTokenCodec(tokenizer))
+    else:
+        receiver = Receiver(tokenizer) if tokenizer is not None else None
     chunker = ActionChunker(action_dim=policy.spec.action_dim)
     compute_s = compute_ms / 1e3
     dt = 1.0 / control_hz
@@ -246,14 +268,21 @@ def run_episode(
             raise ValueError("clean/blind points run on the ideal link only")
     else:
         assert tokenizer is not None
-        codec = tokenizer if point.codec == "tokens" else _make_pixel_codec(point.codec)
-        by_size = point.codec != "tokens" and point.controller is None
+        if inter:
+            codec = InterTokenCodec(tokenizer)
+        else:
+            codec = tokenizer if point.codec == "tokens" else _make_pixel_codec(point.codec)
+        by_size = point.codec not in TOKEN_CODECS and point.controller is None
         sender = Sender(
             point_controller(point, len(list(codec.budgets())), control_hz),
             codec=codec,
             target_bytes=point.target_bytes if by_size else None,
         )
-        session = LinkSession(sender, trace, LinkConfig(overhead_bytes=point.overhead_bytes))
+        link = LinkConfig(
+            overhead_bytes=point.overhead_bytes, loss_rate=point.loss_pct / 100.0,
+            burst_loss=BURST_LOSS if point.burst else None, seed=seed,
+        )  # fmt: skip
+        session = LinkSession(sender, trace, link)
     # Each episode meets the link at its own moment of the trace (drawn from the seed), so that
     # a sweep samples the trace's good and bad stretches instead of replaying its first seconds.
     t0 = float(np.random.default_rng([seed, 0x7ACE]).uniform(0, trace.period_s)) if trace else 0.0
@@ -305,11 +334,14 @@ def run_episode(
         elif session is None:  # clean: the raw frame
             seen = receiver.from_frame(ready[-1].payload)
         else:
-            seen, newest, refused = receiver.receive_newest([x.payload for x in ready],
-                                                            codec=point.codec)  # fmt: skip
+            seen, newest, refused = receiver.receive_newest(
+                [x.payload for x in ready], codec="tokens" if inter else point.codec
+            )
             for i in refused:
                 if ready[i].key >= first:  # a warm-up frame is not the episode's
                     session.refused(ready[i].capture_time, ready[i].arrival_time)
+            if refused and getattr(receiver.tokenizer, "keyframe_wanted", False):
+                session.request_keyframe(ready[refused[-1]].arrival_time)
         if seen is not None and newest is not None:
             obs_step = ready[newest].key - first
             if obs_step >= 0:  # not a warm-up frame

@@ -35,7 +35,7 @@ import numpy as np
 
 from embodied.metrics import Rate, vision_gain
 from embodied.pipeline import FateCounts
-from sim.evaluate import MODELS_DIR, Point, episode_job, fates_of, run_episode
+from sim.evaluate import MODELS_DIR, TOKEN_CODECS, Point, episode_job, fates_of, run_episode
 
 DEFAULT_BUDGETS = (1, 2, 4, 8, 16, 64)
 DEFAULT_TARGETS = {  # packet bytes per frame, header included
@@ -56,13 +56,30 @@ def _ints(s: str) -> list[int]:
     return out
 
 
+def _losses(spec: str) -> list[dict]:
+    """``--loss 0,1,5,burst`` → Point keywords per variant."""
+    out: list[dict] = []
+    for x in (v.strip() for v in spec.split(",") if v.strip()):
+        if x == "burst":
+            out.append({"burst": True})
+            continue
+        try:
+            pct = float(x)
+        except ValueError:
+            raise ValueError(f"--loss: {x!r} is neither a percentage nor 'burst'") from None
+        if not 0 <= pct < 100:
+            raise ValueError(f"--loss: {pct} must be in [0, 100)")
+        out.append({"loss_pct": pct})
+    return out or [{}]
+
+
 def build_points(a: argparse.Namespace) -> list[Point]:
     from embodied.codecs import codec_names
 
     points: list[Point] = []
     tokenizers = [t for t in a.tokenizers.split(",") if t]
     codecs = [c for c in a.codecs.split(",") if c]
-    valid = ["tokens", *codec_names()]
+    valid = ["tokens", "tokens-inter", *codec_names()]
     for c in codecs:
         if c not in valid:
             raise ValueError(f"unknown codec {c!r}; valid codecs: {', '.join(sorted(set(valid)))}")
@@ -79,25 +96,28 @@ def build_points(a: argparse.Namespace) -> list[Point]:
                         f"unknown controller {name!r}; valid: {', '.join(available())}"
                     )
                 for c in codecs:
-                    tok = tokenizers[0]
-                    if name == "fixed":
-                        k = int(fixed or 8)
-                        points.append(Point(c, budget=k, tokenizer=tok, trace=tr, controller=None,
-                                            overhead_bytes=a.overhead))  # fmt: skip
-                    else:
-                        points.append(Point(c, tokenizer=tok, trace=tr, controller=name,
-                                            max_budget=a.max_budget, overhead_bytes=a.overhead))  # fmt: skip
+                    for loss in _losses(a.loss):
+                        tok = tokenizers[0]
+                        if name == "fixed":
+                            k = int(fixed or 8)
+                            points.append(Point(c, budget=k, tokenizer=tok, trace=tr,
+                                                controller=None, overhead_bytes=a.overhead,
+                                                **loss))  # fmt: skip
+                        else:
+                            points.append(Point(c, tokenizer=tok, trace=tr, controller=name,
+                                                max_budget=a.max_budget,
+                                                overhead_bytes=a.overhead, **loss))  # fmt: skip
         return points
     if a.references:
         for tok in tokenizers:
             points.append(Point("clean", tokenizer=tok))
         points.append(Point("blind", tokenizer=tokenizers[0]))
     for c in codecs:
-        if c == "tokens":
+        if c in TOKEN_CODECS:
             if not a.budgets:
-                raise ValueError("empty --budgets: nothing to evaluate for tokens")
+                raise ValueError(f"empty --budgets: nothing to evaluate for {c}")
             for tok in tokenizers:
-                points += [Point("tokens", budget=k, tokenizer=tok) for k in a.budgets]
+                points += [Point(c, budget=k, tokenizer=tok) for k in a.budgets]
         else:
             targets = a.targets or list(DEFAULT_TARGETS.get(c, ()))
             if not targets:
@@ -196,7 +216,7 @@ def summarize(episodes: list[dict], points: list[Point], control_hz: float) -> d
 
 
 def _family(r: dict) -> str:
-    return f"tokens[{r['tokenizer']}]" if r["codec"] == "tokens" else r["codec"]
+    return f"{r['codec']}[{r['tokenizer']}]" if r["codec"] in TOKEN_CODECS else r["codec"]
 
 
 def envelope(rates: Sequence[float], succ: Sequence[float]) -> tuple[np.ndarray, np.ndarray]:
@@ -348,7 +368,7 @@ def _finish(fig, ax, path: Path, ylabel: str, ylim: tuple[float, float], legend:
 
 def _controller_label(r: dict) -> str:
     how = r["controller"] or f"fixed k={r['budget']}"
-    return how if r["codec"] == "tokens" else f"{r['codec']}, {how}"
+    return how if r["codec"] == "tokens" else f"{r['codec']}, {how}"  # tokens-inter named
 
 
 def plot_traces(summary: dict, path: Path) -> None:
@@ -430,6 +450,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--link-warmup", type=float, default=2.0,
                    help="trace mode: seconds the camera streams before each episode starts "
                         "(controllers begin warm, as on a running robot; 0: cold)")  # fmt: skip
+    p.add_argument("--loss", default="0",
+                   help="trace mode: packet loss variants, e.g. 0,1,5,burst (%% random loss, or "
+                        "Gilbert-Elliott bursts)")  # fmt: skip
     p.add_argument("--instructions", choices=["train", "heldout"], default="train")
     p.add_argument("--control-hz", type=float, default=30.0)
     p.add_argument("--models", default=str(MODELS_DIR))

@@ -24,6 +24,8 @@ from embodied.link.emulator import LinkConfig, LinkEmulator, PacketResult
 from embodied.link.traces import Trace
 from embodied.pipeline import FateCounts, Sender, StreamStats, frame_fate
 
+KEYFRAME_REQUEST = -1  # a report of no frame: the receiver asks for a keyframe
+
 
 @dataclass(frozen=True)
 class Arrival:
@@ -111,8 +113,17 @@ class LinkSession:
         while self._reports and self._reports[0][0] <= now + 1e-12:
             seen, _, key, arrival = heapq.heappop(self._reports)
             self.sender.check_losses(seen)
-            self.sender.on_report(key, arrival_time=arrival, observed_at=seen)
+            if key == KEYFRAME_REQUEST:
+                self.sender.request_keyframe()
+            else:
+                self.sender.on_report(key, arrival_time=arrival, observed_at=seen)
         self.sender.check_losses(now)
+
+    def request_keyframe(self, at: float) -> None:
+        """The receiver asks for a keyframe at ``at``; the sender hears it a feedback delay
+        later (with the arrival reports)."""
+        heapq.heappush(self._reports, (at + self.feedback_delay_s, self._seq, KEYFRAME_REQUEST, at))
+        self._seq += 1
 
     def next_budget(self, now: float) -> int:
         """The budget for a frame captured at ``now``, or ``SKIP`` (a skipped frame)."""

@@ -1,0 +1,431 @@
+"""Token coding across frames: send only what changed since a frame the receiver holds.
+
+Inter-frame video coding predicts a frame from a reference the decoder already has and codes
+the difference; here the "difference" is coded by probability. Each token symbol (FSQ
+dimension ``d`` of position ``i``) is entropy-coded with a prior **conditioned on the same
+symbol of the reference frame**, ``P(s | r; i, d)``, learned from consecutive frames of the
+demonstrations (:func:`learn_inter_prior`, ``embodied train inter-prior``) and shipped with the
+tokenizer (``tokenizer_inter_prior.npy``, ``[k_max, D, L, L]``). Tokens that did not change
+cost a fraction of a bit each, and a frame that changes nothing has an empty payload
+(see :class:`InterTables`): its packet is the 3-byte compact header alone.
+
+The reference is the newest frame the receiver has **acknowledged** (its arrival report came
+back), never a frame merely sent: a lost packet can therefore never be the reference of a
+later one, and a lost packet never corrupts a later decoded frame. A receiver that lacks the
+reference anyway (it restarted, joined mid-stream, evicted it) refuses the packet with
+:class:`MissingReference` and asks for a keyframe through the feedback path
+(:meth:`InterTokenCodec.request_keyframe` on the sender's side).
+
+Keyframes (intra-coded exactly as :class:`~embodied.codecs.tokens.TokenCodec` codes every
+frame) go out at the start, on request, after a reported loss and every ``keyframe_interval``
+frames. An inter packet is the same packet format with the header's keyframe flag clear and
+one payload byte naming its reference (``frame_id - reference_id`` mod 256, 1..255) before the
+entropy-coded symbols. Its CRC key (:attr:`InterTokenCodec.model_id`) is the tokenizer's
+identity plus the inter prior's hash, so a receiver with another prior refuses the stream.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+from collections import OrderedDict
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+
+from embodied.codecs.base import CodecKind, check_frame
+from embodied.codecs.tokens import DecodedTokens, EncodedTokens, TokenCodec
+from embodied.entropy import CategoricalTables, quantize_probabilities
+from embodied.packet import (
+    COMPACT_VERSION,
+    CodecId,
+    CompactFields,
+    PacketError,
+    PacketHeader,
+    TruncatedPacket,
+    decode_packet,
+    encode_compact,
+    encode_packet,
+    model_hash,
+    read_compact,
+)
+
+INTER_PRIOR_FILE = "tokenizer_inter_prior.npy"
+DEFAULT_KEYFRAME_INTERVAL = 90  # frames (3 s at 30 frames/s)
+REFERENCES_KEPT = 64  # frames either side keeps to predict from
+
+
+class MissingReference(PacketError):
+    """An inter-coded packet whose reference frame this receiver does not hold: refused, and
+    a keyframe is wanted (``InterTokenCodec.keyframe_wanted``)."""
+
+
+class NoStreamContext(PacketError):
+    """A compact packet reached a receiver that has decoded nothing of this stream yet (it
+    joined mid-stream or restarted): refused, and a keyframe with full fields is wanted."""
+
+
+class InterPriorError(ValueError):
+    """``tokenizer_inter_prior.npy`` is missing, malformed or not this tokenizer's."""
+
+
+# ----------------------------------------------------------------------------- the prior
+
+
+def learn_inter_prior(
+    sequences: Iterable[np.ndarray], levels: tuple[int, ...], intra: np.ndarray, alpha: float = 2.0
+) -> np.ndarray:
+    """``P(s | r; i, d)`` from code sequences ``[T, k_max, D]`` (consecutive frames of
+    demonstrations): transition counts smoothed toward the intra prior ``[k_max, D, L]`` with
+    ``alpha`` pseudo-counts. Rows of references beyond a dimension's levels are the intra prior."""
+    k_max, dims, lmax = intra.shape
+    counts = np.zeros((k_max, dims, lmax, lmax))
+    pos = np.arange(k_max)[:, None]
+    dim = np.arange(dims)[None, :]
+    for seq in sequences:
+        seq = np.asarray(seq, np.int64)
+        if seq.ndim != 3 or seq.shape[1:] != (k_max, dims):
+            raise ValueError(f"code sequence of shape {seq.shape}, expected [T, {k_max}, {dims}]")
+        for prev, cur in itertools.pairwise(seq):
+            np.add.at(counts, (pos, dim, prev, cur), 1.0)
+    out = counts + alpha * intra[:, :, None, :]
+    out /= out.sum(-1, keepdims=True)
+    for d, n in enumerate(levels):
+        out[:, d, n:, :] = intra[:, d, None, :]  # no such reference: intra
+        out[:, d, :, n:] = 0.0
+    return out / out.sum(-1, keepdims=True)
+
+
+def load_inter_prior(path: str | Path, spec: Any) -> np.ndarray:
+    path = Path(path)
+    try:
+        prior = np.load(path, allow_pickle=False)
+    except FileNotFoundError:
+        raise InterPriorError(
+            f"{path}: missing; learn it with `embodied inter-prior --tokenizer "
+            f"{path.parent}` (docs/token_codec.md)"
+        ) from None
+    except ValueError as err:
+        raise InterPriorError(f"{path}: not a plain .npy array ({err})") from None
+    lmax = max(spec.levels)
+    want = (spec.k_max, spec.dims, lmax, lmax)
+    if prior.shape != want or prior.dtype.kind != "f":
+        raise InterPriorError(f"{path}: {prior.dtype} {prior.shape}, expected float {want}")
+    prior = prior.astype(np.float64)
+    if not np.all(np.isfinite(prior)) or np.any(prior < 0):
+        raise InterPriorError(f"{path}: negative or non-finite entries")
+    if np.any(np.abs(prior.sum(-1) - 1) > 1e-3):
+        raise InterPriorError(f"{path}: rows must sum to 1")
+    return prior
+
+
+class InterTables:
+    """The conditional prior quantized once: one integer table per (position, dimension,
+    reference symbol); :meth:`for_reference` picks a frame's tables.
+
+    Symbols are coded as their change ``t = (s - r) mod L`` from the reference symbol ``r``
+    (the table rolled to match), so "unchanged" is always symbol 0, the bottom of the coding
+    interval: a frame whose tokens all equal the reference's leaves the arithmetic coder's
+    interval at 0 and its payload is **empty** (zero bytes), not merely short."""
+
+    def __init__(self, prior: np.ndarray, levels: tuple[int, ...], intra: CategoricalTables):
+        k_max, dims = prior.shape[:2]
+        self.k_max, self.dims = k_max, dims
+        self.levels = tuple(int(n) for n in levels)
+        self.intra = intra
+        self.rows = [
+            [
+                [tuple(quantize_probabilities(np.roll(prior[i, d, r, :n], -r), intra.precision))
+                 for r in range(n)]
+                for d, n in enumerate(self.levels)
+            ]
+            for i in range(k_max)
+        ]  # fmt: skip
+
+    def for_reference(self, ref: np.ndarray, k: int) -> CategoricalTables:
+        """Tables for the first ``k`` positions given reference codes ``[k_ref, D]``;
+        positions the reference lacks use the intra tables."""
+        freqs: list[tuple[int, ...]] = []
+        k_ref = len(ref)
+        for i in range(k):
+            for d in range(self.dims):
+                if i < k_ref:
+                    freqs.append(self.rows[i][d][int(ref[i, d])])
+                else:
+                    freqs.append(self.intra.freqs[i * self.dims + d])
+        return CategoricalTables(tuple(freqs), self.intra.precision)
+
+    def to_changes(self, codes: np.ndarray, ref: np.ndarray) -> np.ndarray:
+        """Codes ``[k, D]`` → the symbols coded: changes from the reference where it has the
+        position, the codes themselves where it has not."""
+        out = np.array(codes, np.int64, copy=True)
+        n = min(len(ref), len(out))
+        lv = np.asarray(self.levels)
+        out[:n] = (out[:n] - ref[:n]) % lv
+        return out
+
+    def from_changes(self, symbols: np.ndarray, ref: np.ndarray) -> np.ndarray:
+        out = np.array(symbols, np.int64, copy=True)
+        n = min(len(ref), len(out))
+        lv = np.asarray(self.levels)
+        out[:n] = (out[:n] + ref[:n]) % lv
+        return out
+
+
+# ----------------------------------------------------------------------------- the codec
+
+
+class InterTokenCodec:
+    """A :class:`TokenCodec` that codes across frames; one instance per stream end.
+
+    Sender side: :meth:`encode` (as ``TokenCodec.encode``), told what arrived by
+    :meth:`acknowledge` (the arrival reports), about losses by :meth:`on_loss` and about the
+    receiver's wish by :meth:`request_keyframe`. Receiver side: :meth:`decode`, which raises
+    :class:`MissingReference` (and sets ``keyframe_wanted``) for a packet it cannot predict.
+    """
+
+    name: ClassVar[str] = "tokens-inter"
+    kind: ClassVar[CodecKind] = "tokens"
+    codec_id: ClassVar[CodecId] = CodecId.TOKENS
+    stateful: ClassVar[bool] = True  # a packet depends on the frame it is predicted from
+
+    def __init__(
+        self,
+        tokenizer: TokenCodec,
+        *,
+        prior: np.ndarray | None = None,
+        keyframe_interval: int = DEFAULT_KEYFRAME_INTERVAL,
+    ) -> None:
+        if keyframe_interval < 1:
+            raise ValueError(f"keyframe_interval={keyframe_interval} must be >= 1")
+        self.tok = tokenizer
+        self.spec = tokenizer.spec
+        if prior is None:
+            prior = load_inter_prior(tokenizer.model_dir / INTER_PRIOR_FILE, self.spec)
+        self.prior = prior
+        self.tables = InterTables(prior, tuple(self.spec.levels), tokenizer.tables)
+        self._prior_hash = hashlib.sha256(np.ascontiguousarray(prior).tobytes()).hexdigest()[:8]
+        self.keyframe_interval = int(keyframe_interval)
+        # sender state
+        self._sent: OrderedDict[int, tuple[np.ndarray, int]] = OrderedDict()  # id → codes, k
+        self._acked: int | None = None  # newest acknowledged frame id (mod 256)
+        self._since_key = 0
+        self._want_key = True  # the next frame is a keyframe
+        self._want_full = True  # ... with full header fields (the receiver's context is gone)
+        self.keyframes = 0
+        self.inter_frames = 0
+        self.full_headers = 0
+        # receiver state
+        self._held: OrderedDict[int, np.ndarray] = OrderedDict()  # frame id (mod 256) → codes
+        self._last: tuple[int, int] | None = None  # last decoded (frame id, budget)
+        self.keyframe_wanted = False
+
+    # -- identity ---------------------------------------------------------------------------
+    @property
+    def model_id(self) -> int:
+        return model_hash(self.identity())
+
+    def identity(self) -> str:
+        return f"{self.tok.identity()}/inter/{self._prior_hash}"
+
+    @property
+    def frame_shape(self) -> tuple[int, int]:
+        return self.tok.frame_shape
+
+    @property
+    def k_max(self) -> int:
+        return self.tok.k_max
+
+    def budgets(self) -> range:
+        return self.tok.budgets()
+
+    def tokenize(self, frames: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        return self.tok.tokenize(frames)
+
+    def reconstruct(self, token_ids: np.ndarray, budget: int | np.ndarray) -> np.ndarray:
+        return self.tok.reconstruct(token_ids, budget)
+
+    # -- sender -------------------------------------------------------------------------------
+    def acknowledge(self, frame_id: int) -> None:
+        """The receiver reported frame ``frame_id`` (mod 256) arrived: it may be a reference."""
+        fid = int(frame_id) % 256
+        if fid in self._sent:
+            self._acked = fid
+
+    def on_loss(self) -> None:
+        """A packet was declared lost: the next frame is a keyframe."""
+        self._want_key = True
+
+    def request_keyframe(self) -> None:
+        """The receiver asked (it lacks a reference or the stream's context): the next frame
+        is a keyframe with full fields, until a frame is acknowledged again."""
+        self._want_key = self._want_full = True
+        self._acked = None  # whatever it held is no use
+
+    def encode(
+        self,
+        frame: np.ndarray,
+        *,
+        budget: int | None = None,
+        target_bytes: int | None = None,
+        frame_id: int = 0,
+        stamp_ms: int = 0,
+    ) -> EncodedTokens:
+        if target_bytes is not None:
+            raise ValueError("tokens-inter codes by budget; target_bytes is not supported")
+        k = self.spec.k_max if budget is None else self.tok._check_budget(budget)
+        codes, _ = self.tok.tokenize(check_frame(frame, self.tok.frame_shape))
+        return self.encode_codes(codes[0] if codes.ndim == 3 else codes, k, frame_id, stamp_ms)
+
+    def _budget_inferable(self, k: int) -> bool:
+        """Every packet from the acknowledged one on had budget ``k``: whichever of them the
+        receiver decoded last, it infers ``k``."""
+        seen = False
+        for fid, (_, budget) in self._sent.items():
+            seen = seen or fid == self._acked
+            if seen and budget != k:
+                return False
+        return seen
+
+    def encode_codes(
+        self, codes: np.ndarray, k: int, frame_id: int, stamp_ms: int
+    ) -> EncodedTokens:
+        fid = int(frame_id) % 256
+        ref_id = None if self._want_key else self._acked
+        gap = None if self._acked is None else (fid - self._acked) % 256
+        key = (
+            ref_id is None or gap == 0 or self._since_key >= self.keyframe_interval - 1
+        )  # fmt: skip
+        # compact only where the receiver can infer the id: within 15 of the acknowledged frame
+        compact = gap is not None and 1 <= gap <= 15 and not self._want_full
+        codes = np.asarray(codes, np.int64)[:k]
+        if key:
+            tables, coded = self.tok.tables, codes
+        else:
+            ref = self._sent[ref_id][0]  # type: ignore[index]
+            tables, coded = self.tables.for_reference(ref, k), self.tables.to_changes(codes, ref)
+        symbols = self.tok.coder.encode(coded.reshape(-1).tolist(), tables)
+        delta = 0 if key else (fid - ref_id) % 256  # type: ignore[operator]
+        header = PacketHeader.for_frame(
+            self.tok.codec_id, frame_id=fid, stamp_ms=stamp_ms, budget=k, keyframe=key
+        )
+        if compact:
+            fields = CompactFields(
+                frame_id=fid, budget=k, keyframe=key, ref_delta=delta,
+                send_budget=not self._budget_inferable(k),
+            )  # fmt: skip
+            payload = symbols
+            packet = encode_compact(fields, payload, self.model_id)
+        else:
+            payload = symbols if key else bytes([delta]) + symbols
+            packet = encode_packet(header, payload, self.model_id)
+            self.full_headers += 1
+            self._want_full = False
+        if key:
+            self._since_key = 0
+            self._want_key = False
+            self.keyframes += 1
+        else:
+            self._since_key += 1
+            self.inter_frames += 1
+        self._sent[fid] = (codes, k)
+        self._sent.move_to_end(fid)
+        while len(self._sent) > REFERENCES_KEPT:
+            old, _ = self._sent.popitem(last=False)
+            if old == self._acked:
+                self._acked = None
+        return EncodedTokens(
+            packet=packet, header=header, payload_bytes=len(payload),
+            setting={"k": k, "coder": self.tok.coder.name, "keyframe": int(key)},
+            target_bytes=None, target_met=True, tokens=self.tok.codes_to_ids(codes),
+        )  # fmt: skip
+
+    # -- receiver -----------------------------------------------------------------------------
+    def decode(self, packet: bytes, *, image: bool = False) -> DecodedTokens:
+        if packet and packet[0] >> 6 == COMPACT_VERSION:
+            if self._last is None:
+                self.keyframe_wanted = True
+                raise NoStreamContext(
+                    "a compact packet before any full one: this receiver joined mid-stream; "
+                    "a keyframe is requested"
+                )
+            f, body = read_compact(packet, self.model_id, *self._last)
+            header = PacketHeader(
+                codec=self.tok.codec_id, frame_id=f.frame_id, budget=f.budget, stamp_ms=0,
+                keyframe=f.keyframe,
+            )  # fmt: skip
+            delta = f.ref_delta
+            if f.keyframe == (delta != 0):
+                raise TruncatedPacket(f"compact packet: keyframe {f.keyframe}, reference {delta}")
+        else:
+            header, payload = decode_packet(packet, self.model_id)
+            delta, body = 0, payload
+            if not header.keyframe:
+                if not payload or payload[0] == 0:
+                    raise TruncatedPacket("inter packet without a valid reference byte")
+                delta, body = payload[0], payload[1:]
+        k, dims = header.budget, self.spec.dims
+        if not 1 <= k <= self.spec.k_max:
+            raise TruncatedPacket(f"budget {k} outside 1..{self.spec.k_max}")
+        ref = None
+        if header.keyframe:
+            tables = self.tok.tables
+        else:
+            ref_id = (header.frame_id - delta) % 256
+            ref = self._held.get(ref_id)
+            if ref is None:
+                self.keyframe_wanted = True
+                raise MissingReference(
+                    f"frame {header.frame_id} is predicted from frame {ref_id}, which this "
+                    "receiver does not hold: a keyframe is requested"
+                )
+            tables = self.tables.for_reference(ref, k)
+        symbols = self.tok.coder.decode(body, k * dims, tables)
+        codes = np.asarray(symbols, np.int64).reshape(k, dims)
+        if ref is not None:
+            codes = self.tables.from_changes(codes, ref)
+        self._last = (header.frame_id, k)
+        self._held[header.frame_id] = codes
+        self._held.move_to_end(header.frame_id)
+        while len(self._held) > REFERENCES_KEPT:
+            self._held.popitem(last=False)
+        if header.keyframe:
+            self.keyframe_wanted = False
+        ids = self.tok.codes_to_ids(codes)
+        out = DecodedTokens(header=header, tokens=ids, setting={"k": k}, k_max=self.spec.k_max)
+        if image:
+            from dataclasses import replace
+
+            from embodied.codecs.tokens import _resize
+
+            img = _resize(self.tok.reconstruct(out.padded, k), self.tok.frame_shape)
+            out = replace(out, image=img)
+        return out
+
+    def reset(self) -> None:
+        """Both ends forget their references (the next packet is a keyframe)."""
+        self._sent.clear()
+        self._held.clear()
+        self._acked = None
+        self._last = None
+        self._want_key = self._want_full = True
+
+
+def sequences_from(frames_per_episode: Iterable[np.ndarray], tokenizer: TokenCodec):
+    """Code sequences ``[T, k_max, D]`` of demonstration episodes' frames."""
+    for frames in frames_per_episode:
+        codes, _ = tokenizer.tokenize(np.asarray(frames, np.uint8))
+        yield codes
+
+
+__all__ = [
+    "INTER_PRIOR_FILE",
+    "InterPriorError",
+    "InterTables",
+    "InterTokenCodec",
+    "MissingReference",
+    "learn_inter_prior",
+    "load_inter_prior",
+]

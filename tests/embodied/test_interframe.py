@@ -1,0 +1,257 @@
+"""Token coding across frames (``embodied.interframe``) and the compact stream header: exact
+round trips, what an unchanged frame costs, loss / reordering / duplication / a receiver
+joining mid-stream never give a wrong frame, and a fuzz of the strict decoder."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from embodied.codecs.tokens import TokenCodec
+from embodied.interframe import (
+    INTER_PRIOR_FILE,
+    InterPriorError,
+    InterTokenCodec,
+    MissingReference,
+    NoStreamContext,
+    learn_inter_prior,
+    load_inter_prior,
+)
+from embodied.packet import COMPACT_VERSION, PacketError, bits
+
+TINY = Path(__file__).resolve().parents[1] / "fixtures" / "models" / "tok-tiny"
+SHIPPED = Path(__file__).resolve().parents[2] / "embodied" / "models" / "tok-task"
+LEVELS = np.array([8, 5, 5, 5])
+
+
+def _walk(n: int, p_change: float, seed: int, k_max: int = 64) -> np.ndarray:
+    """Codes ``[n, k_max, 4]`` of a scene that changes slowly: each symbol moves w.p. p."""
+    rng = np.random.default_rng(seed)
+    cur = rng.integers(0, LEVELS, (k_max, 4))
+    out = []
+    for _ in range(n):
+        move = rng.random((k_max, 4)) < p_change
+        cur = np.where(move, rng.integers(0, LEVELS, (k_max, 4)), cur)
+        out.append(cur.copy())
+    return np.stack(out)
+
+
+@pytest.fixture(scope="module")
+def tok() -> TokenCodec:
+    return TokenCodec(TINY)
+
+
+@pytest.fixture(scope="module")
+def prior(tok) -> np.ndarray:
+    return learn_inter_prior([_walk(200, 0.05, s) for s in range(3)], (8, 5, 5, 5), tok.prior)
+
+
+def _pair(tok, prior, **kw) -> tuple[InterTokenCodec, InterTokenCodec]:
+    return InterTokenCodec(tok, prior=prior, **kw), InterTokenCodec(tok, prior=prior, **kw)
+
+
+def test_learned_prior_is_a_conditional_distribution(tok, prior):
+    assert prior.shape == (64, 4, 8, 8)
+    np.testing.assert_allclose(prior.sum(-1), 1.0, atol=1e-9)
+    np.testing.assert_allclose(  # no such reference: the intra prior
+        prior[:, 1:, 5:, :], np.broadcast_to(tok.prior[:, 1:, None, :], (64, 3, 3, 8)), atol=1e-9
+    )
+    assert np.all(prior[:, 1:, :, 5:] == 0)  # never beyond a dimension's levels
+    # slowly changing codes: staying put is by far the likeliest
+    diag = prior[:, 0, np.arange(8), np.arange(8)]
+    assert np.median(diag) > 0.6  # (references never seen fall back to the intra prior)
+
+
+def test_round_trip_is_exact_and_unchanged_frames_cost_no_payload(tok, prior):
+    snd, rcv = _pair(tok, prior)
+    seq = _walk(120, 0.05, seed=7)
+    for k in (1, 4, 16, 64):
+        snd.reset()
+        rcv.reset()
+        heads, pays = [], []
+        for i, codes in enumerate(seq):
+            enc = snd.encode_codes(codes, k, i, 33 * i)
+            got = rcv.decode(enc.packet)
+            assert np.array_equal(got.tokens, tok.codes_to_ids(codes[:k])), (k, i)
+            snd.acknowledge(i)  # an ideal link: every frame acknowledged before the next
+            heads.append(enc.header_bytes)
+            pays.append(enc.payload_bytes)
+            assert bits(enc.packet).header_bits == 8 * enc.header_bytes
+        # established stream: only the first packet carries the full 8-byte header
+        assert heads[0] in (8, 9) and max(heads[1:]) <= 4 and np.mean(heads) <= 3.1, (k, heads[:5])
+    still = np.repeat(seq[:1], 10, axis=0)
+    snd.reset()
+    rcv.reset()
+    for i, codes in enumerate(still):
+        enc = snd.encode_codes(codes, 64, i, 0)
+        rcv.decode(enc.packet)
+        snd.acknowledge(i)
+    assert enc.payload_bytes == 0 and len(enc.packet) == 3  # nothing changed: nothing but
+    # the compact header is sent
+
+
+def test_inter_coding_cuts_the_payload_of_slow_scenes(tok, prior):
+    snd, rcv = _pair(tok, prior)
+    seq = _walk(150, 0.05, seed=11)
+    intra = inter = 0
+    for i, codes in enumerate(seq):
+        intra += len(tok.coder.encode(codes[:16].reshape(-1).tolist(), tok.tables))
+        enc = snd.encode_codes(codes, 16, i, 0)
+        rcv.decode(enc.packet)
+        snd.acknowledge(i)
+        inter += enc.payload_bytes
+    assert intra > 3 * inter, (intra, inter)
+
+
+def test_loss_never_corrupts_a_later_frame_and_keyframes_recover(tok, prior):
+    """Only acknowledged frames are references, so a lost packet leaves every later decoded
+    frame exact; a receiver that lost its references refuses with a typed error and a
+    keyframe request brings it back."""
+    snd, rcv = _pair(tok, prior, keyframe_interval=1000)
+    seq = _walk(300, 0.08, seed=3)
+    rng = np.random.default_rng(0)
+    in_flight: list[tuple[int, bytes]] = []
+    decoded = refused = 0
+    for i, codes in enumerate(seq):
+        in_flight.append((i, snd.encode_codes(codes, 8, i, 0).packet))
+        if len(in_flight) > 3:  # three frames of latency; then 10% of packets are lost
+            j, pkt = in_flight.pop(0)
+            if rng.random() < 0.10:
+                snd.on_loss()
+                continue
+            try:
+                got = rcv.decode(pkt)
+            except (MissingReference, NoStreamContext):
+                refused += 1
+                snd.request_keyframe()
+                continue
+            assert np.array_equal(got.tokens, tok.codes_to_ids(seq[j][:8])), j
+            snd.acknowledge(j)
+            decoded += 1
+        if i == 150:  # the receiver restarts: everything it held is gone
+            rcv.reset()
+    assert decoded > 200 and refused >= 1
+
+
+def test_receiver_joining_mid_stream_asks_for_a_keyframe(tok, prior):
+    snd, rcv = _pair(tok, prior)
+    seq = _walk(40, 0.05, seed=5)
+    packets = []
+    for i, codes in enumerate(seq[:20]):
+        packets.append(snd.encode_codes(codes, 4, i, 0).packet)
+        snd.acknowledge(i)
+    late = InterTokenCodec(tok, prior=prior)
+    with pytest.raises(NoStreamContext):
+        late.decode(packets[-1])
+    assert late.keyframe_wanted
+    snd.request_keyframe()
+    key = snd.encode_codes(seq[20], 4, 20, 0)
+    assert key.packet[0] >> 6 != COMPACT_VERSION and key.header.keyframe  # full fields
+    assert np.array_equal(late.decode(key.packet).tokens, tok.codes_to_ids(seq[20][:4]))
+    assert not late.keyframe_wanted
+    snd.acknowledge(20)
+    nxt = snd.encode_codes(seq[21], 4, 21, 0)
+    assert nxt.packet[0] >> 6 == COMPACT_VERSION
+    assert np.array_equal(late.decode(nxt.packet).tokens, tok.codes_to_ids(seq[21][:4]))
+    del rcv
+
+
+def test_reordered_and_duplicated_packets_are_exact_or_refused(tok, prior):
+    snd, rcv = _pair(tok, prior)
+    seq = _walk(60, 0.1, seed=9)
+    sent = []
+    for i, codes in enumerate(seq):
+        sent.append(snd.encode_codes(codes, 6, i, 0).packet)
+        if i >= 2:
+            snd.acknowledge(i - 2)
+    order = list(range(60))
+    rng = np.random.default_rng(1)
+    for a in range(0, 58, 5):  # swap neighbours, repeat some
+        order[a], order[a + 1] = order[a + 1], order[a]
+    order += [int(x) for x in rng.integers(0, 60, 15)]
+    for j in order:
+        try:
+            got = rcv.decode(sent[j])
+        except PacketError:
+            continue
+        assert np.array_equal(got.tokens, tok.codes_to_ids(seq[j][:6])), j
+
+
+def test_budget_changes_inside_the_stream_are_sent_until_inferable(tok, prior):
+    snd, rcv = _pair(tok, prior)
+    seq = _walk(30, 0.05, seed=2)
+    budgets = [4] * 10 + [9] * 10 + [2] * 10
+    for i, (codes, k) in enumerate(zip(seq, budgets, strict=True)):
+        enc = snd.encode_codes(codes, k, i, 0)
+        got = rcv.decode(enc.packet)
+        assert got.budget == k and np.array_equal(got.tokens, tok.codes_to_ids(codes[:k]))
+        if i % 3 == 0:  # acknowledgements arrive late and sparsely
+            snd.acknowledge(i)
+
+
+def test_streams_of_another_prior_or_tokenizer_are_refused(tok, prior):
+    other = learn_inter_prior([_walk(50, 0.3, 99)], (8, 5, 5, 5), tok.prior)
+    a, b = InterTokenCodec(tok, prior=prior), InterTokenCodec(tok, prior=other)
+    assert a.model_id != b.model_id != tok.model_id
+    pkt = a.encode_codes(_walk(1, 0.0, 0)[0], 4, 0, 0).packet
+    with pytest.raises(PacketError):
+        b.decode(pkt)
+
+
+def test_shipped_inter_prior_loads_and_refuses_a_wrong_file(tmp_path):
+    spec = TokenCodec(SHIPPED).spec
+    p = load_inter_prior(SHIPPED / INTER_PRIOR_FILE, spec)
+    assert p.shape == (spec.k_max, spec.dims, 8, 8)
+    bad = tmp_path / INTER_PRIOR_FILE
+    np.save(bad, np.ones((3, 3)))
+    with pytest.raises(InterPriorError, match="expected float"):
+        load_inter_prior(bad, spec)
+    with pytest.raises(InterPriorError, match="embodied inter-prior"):
+        load_inter_prior(tmp_path / "none.npy", spec)
+
+
+_FUZZ = settings(
+    max_examples=10_000, deadline=None, database=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
+)  # fmt: skip
+
+
+@_FUZZ
+@given(
+    data=st.data(),
+    n_sent=st.integers(1, 12),
+    k=st.integers(1, 64),
+)
+def test_fuzz_strict_decoder_never_raises_anything_but_packet_errors(tok, prior, data, n_sent, k):
+    """10,000 streams: valid packets, then a mutated one (bit flips, truncation, appended
+    bytes, random bytes): the decoder either refuses with a PacketError or returns valid ids."""
+    snd, rcv = _pair(tok, prior)
+    seq = _walk(n_sent + 1, 0.1, seed=n_sent * 100 + k)
+    for i in range(n_sent):
+        rcv.decode(snd.encode_codes(seq[i], k, i, 0).packet)
+        snd.acknowledge(i)
+    pkt = bytearray(snd.encode_codes(seq[n_sent], k, n_sent, 0).packet)
+    how = data.draw(st.sampled_from(["flip", "truncate", "append", "random", "byte"]))
+    if how == "flip":
+        pos = data.draw(st.integers(0, 8 * len(pkt) - 1))
+        pkt[pos // 8] ^= 1 << (pos % 8)
+    elif how == "truncate":
+        pkt = pkt[: data.draw(st.integers(0, len(pkt) - 1))]
+    elif how == "append":
+        pkt += data.draw(st.binary(min_size=1, max_size=8))
+    elif how == "byte":
+        pos = data.draw(st.integers(0, len(pkt) - 1))
+        pkt[pos] = data.draw(st.integers(0, 255))
+    else:
+        pkt = bytearray(data.draw(st.binary(max_size=40)))
+    try:
+        got = rcv.decode(bytes(pkt))
+    except PacketError:
+        return
+    ids = np.asarray(got.tokens)
+    assert 1 <= got.budget <= 64 and ids.shape == (got.budget,)
+    assert ids.min() >= 0 and ids.max() < 1000
