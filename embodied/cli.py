@@ -63,6 +63,11 @@ register(
     "embodied_tools.inter_prior:main",
     "learn a tokenizer's inter-frame prior from demonstrations (tokens-inter coding)",
 )
+register(
+    "inter-bench",
+    "embodied_tools.inter_bench:main",
+    "the link controller with coding across frames: per-kind size model vs one model",
+)
 register("belief", "embodied_tools.belief:main", "which task a policy reads an instruction as")
 register("tasks", "sim.suite:tasks_main", "list the benchmark tasks, their ids and instructions")
 register(

@@ -35,14 +35,13 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from embodied.codecs.base import CodecKind, check_frame
+from embodied.codecs.base import CodecKind, MissingReference, check_frame
 from embodied.codecs.tokens import DecodedTokens, EncodedTokens, TokenCodec
 from embodied.entropy import CategoricalTables, quantize_probabilities
 from embodied.packet import (
     COMPACT_VERSION,
     CodecId,
     CompactFields,
-    PacketError,
     PacketHeader,
     TruncatedPacket,
     decode_packet,
@@ -53,16 +52,12 @@ from embodied.packet import (
 )
 
 INTER_PRIOR_FILE = "tokenizer_inter_prior.npy"
+INTER_SIZES_FILE = "tokenizer_inter_sizes.json"  # measured bytes per budget, key / predicted
 DEFAULT_KEYFRAME_INTERVAL = 90  # frames (3 s at 30 frames/s)
 REFERENCES_KEPT = 64  # frames either side keeps to predict from
 
 
-class MissingReference(PacketError):
-    """An inter-coded packet whose reference frame this receiver does not hold: refused, and
-    a keyframe is wanted (``InterTokenCodec.keyframe_wanted``)."""
-
-
-class NoStreamContext(PacketError):
+class NoStreamContext(MissingReference):
     """A compact packet reached a receiver that has decoded nothing of this stream yet (it
     joined mid-stream or restarted): refused, and a keyframe with full fields is wanted."""
 
@@ -174,6 +169,55 @@ class InterTables:
         return out
 
 
+# ----------------------------------------------------------------------------- keyframes
+
+
+class KeyframeSchedule:
+    """When a stream sends a keyframe, defined once for the codec and for size-only runs
+    (``embodied link-sim`` has sizes, not frames): at the start, after a reported loss, on
+    the receiver's request, when no acknowledged frame is left to predict from, and every
+    ``interval`` frames. A request also makes the next packet carry the full header fields
+    (the receiver's stream context is gone)."""
+
+    def __init__(self, interval: int = DEFAULT_KEYFRAME_INTERVAL) -> None:
+        if interval < 1:
+            raise ValueError(f"keyframe_interval={interval} must be >= 1")
+        self.interval = int(interval)
+        self.reset()
+
+    def reset(self) -> None:
+        self.acked: int | None = None  # newest acknowledged frame id (mod 256)
+        self.since_key = 0  # frames sent since the last keyframe
+        self.want_key = True
+        self.want_full = True
+        self.keyframes = 0
+        self.inter_frames = 0
+
+    @property
+    def next_is_keyframe(self) -> bool:
+        return self.want_key or self.acked is None or self.since_key >= self.interval - 1
+
+    def acknowledge(self, frame_id: int) -> None:
+        self.acked = int(frame_id) % 256
+
+    def on_loss(self) -> None:
+        self.want_key = True
+
+    def request_keyframe(self) -> None:
+        self.want_key = self.want_full = True
+        self.acked = None  # whatever the receiver held is no use
+
+    def sent(self, *, keyframe: bool, full_header: bool) -> None:
+        if keyframe:
+            self.since_key, self.want_key = 0, False
+            self.keyframes += 1
+        else:
+            self.since_key += 1
+            self.inter_frames += 1
+        if full_header:
+            self.want_full = False
+
+
 # ----------------------------------------------------------------------------- the codec
 
 
@@ -198,8 +242,7 @@ class InterTokenCodec:
         prior: np.ndarray | None = None,
         keyframe_interval: int = DEFAULT_KEYFRAME_INTERVAL,
     ) -> None:
-        if keyframe_interval < 1:
-            raise ValueError(f"keyframe_interval={keyframe_interval} must be >= 1")
+        self.schedule = KeyframeSchedule(keyframe_interval)
         self.tok = tokenizer
         self.spec = tokenizer.spec
         if prior is None:
@@ -210,12 +253,6 @@ class InterTokenCodec:
         self.keyframe_interval = int(keyframe_interval)
         # sender state
         self._sent: OrderedDict[int, tuple[np.ndarray, int]] = OrderedDict()  # id → codes, k
-        self._acked: int | None = None  # newest acknowledged frame id (mod 256)
-        self._since_key = 0
-        self._want_key = True  # the next frame is a keyframe
-        self._want_full = True  # ... with full header fields (the receiver's context is gone)
-        self.keyframes = 0
-        self.inter_frames = 0
         self.full_headers = 0
         # receiver state
         self._held: OrderedDict[int, np.ndarray] = OrderedDict()  # frame id (mod 256) → codes
@@ -252,17 +289,29 @@ class InterTokenCodec:
         """The receiver reported frame ``frame_id`` (mod 256) arrived: it may be a reference."""
         fid = int(frame_id) % 256
         if fid in self._sent:
-            self._acked = fid
+            self.schedule.acknowledge(fid)
 
     def on_loss(self) -> None:
         """A packet was declared lost: the next frame is a keyframe."""
-        self._want_key = True
+        self.schedule.on_loss()
 
     def request_keyframe(self) -> None:
         """The receiver asked (it lacks a reference or the stream's context): the next frame
         is a keyframe with full fields, until a frame is acknowledged again."""
-        self._want_key = self._want_full = True
-        self._acked = None  # whatever it held is no use
+        self.schedule.request_keyframe()
+
+    @property
+    def next_is_keyframe(self) -> bool:
+        """Whether the next frame will be intra-coded (the controller sizes it so)."""
+        return self.schedule.next_is_keyframe
+
+    @property
+    def keyframes(self) -> int:
+        return self.schedule.keyframes
+
+    @property
+    def inter_frames(self) -> int:
+        return self.schedule.inter_frames
 
     def encode(
         self,
@@ -284,7 +333,7 @@ class InterTokenCodec:
         receiver decoded last, it infers ``k``."""
         seen = False
         for fid, (_, budget) in self._sent.items():
-            seen = seen or fid == self._acked
+            seen = seen or fid == self.schedule.acked
             if seen and budget != k:
                 return False
         return seen
@@ -293,13 +342,12 @@ class InterTokenCodec:
         self, codes: np.ndarray, k: int, frame_id: int, stamp_ms: int
     ) -> EncodedTokens:
         fid = int(frame_id) % 256
-        ref_id = None if self._want_key else self._acked
-        gap = None if self._acked is None else (fid - self._acked) % 256
-        key = (
-            ref_id is None or gap == 0 or self._since_key >= self.keyframe_interval - 1
-        )  # fmt: skip
+        sch = self.schedule
+        gap = None if sch.acked is None else (fid - sch.acked) % 256
+        key = sch.next_is_keyframe or gap == 0
+        ref_id = None if key else sch.acked
         # compact only where the receiver can infer the id: within 15 of the acknowledged frame
-        compact = gap is not None and 1 <= gap <= 15 and not self._want_full
+        compact = gap is not None and 1 <= gap <= 15 and not sch.want_full
         codes = np.asarray(codes, np.int64)[:k]
         if key:
             tables, coded = self.tok.tables, codes
@@ -322,20 +370,13 @@ class InterTokenCodec:
             payload = symbols if key else bytes([delta]) + symbols
             packet = encode_packet(header, payload, self.model_id)
             self.full_headers += 1
-            self._want_full = False
-        if key:
-            self._since_key = 0
-            self._want_key = False
-            self.keyframes += 1
-        else:
-            self._since_key += 1
-            self.inter_frames += 1
+        sch.sent(keyframe=key, full_header=not compact)
         self._sent[fid] = (codes, k)
         self._sent.move_to_end(fid)
         while len(self._sent) > REFERENCES_KEPT:
             old, _ = self._sent.popitem(last=False)
-            if old == self._acked:
-                self._acked = None
+            if old == sch.acked:
+                sch.acked = None
         return EncodedTokens(
             packet=packet, header=header, payload_bytes=len(payload),
             setting={"k": k, "coder": self.tok.coder.name, "keyframe": int(key)},
@@ -408,9 +449,41 @@ class InterTokenCodec:
         """Both ends forget their references (the next packet is a keyframe)."""
         self._sent.clear()
         self._held.clear()
-        self._acked = None
         self._last = None
-        self._want_key = self._want_full = True
+        self.schedule.reset()
+
+
+def inter_size_table(
+    codec: InterTokenCodec, sequences: Iterable[np.ndarray], budgets: Iterable[int]
+) -> dict[str, Any]:
+    """Measured mean packet bytes per budget of keyframes (full header) and of predicted
+    frames (compact header, each predicted from the frame before, as on a link whose reports
+    come back within a frame) over code sequences ``[T, k_max, D]``: the table ``embodied
+    link-sim --size-table`` and the controllers' start take (``embodied.link.models``)."""
+    ks = [codec.tok._check_budget(k) for k in budgets]
+    seqs = [np.asarray(s, np.int64) for s in sequences]
+    key: dict[int, list[int]] = {k: [] for k in ks}
+    inter: dict[int, list[int]] = {k: [] for k in ks}
+    for k in ks:
+        for seq in seqs:
+            snd = InterTokenCodec(codec.tok, prior=codec.prior, keyframe_interval=10**9)
+            for i, c in enumerate(seq):
+                enc = snd.encode_codes(c, k, i, 0)
+                (key if enc.header.keyframe else inter)[k].append(len(enc.packet))
+                snd.acknowledge(i)
+    if not all(key[k] and inter[k] for k in ks):
+        raise ValueError("inter_size_table needs sequences of at least two frames")
+    return {
+        "codec": codec.name,
+        "tokenizer": codec.spec.name,
+        "model_id": f"{codec.model_id:08x}",
+        "n_sequences": len(seqs),
+        "n_frames": int(sum(len(s) for s in seqs)),
+        "budget": ks,
+        "bytes": [float(np.mean(key[k])) for k in ks],
+        "inter_bytes": [float(np.mean(inter[k])) for k in ks],
+        "keyframe_interval": codec.schedule.interval,
+    }
 
 
 def sequences_from(frames_per_episode: Iterable[np.ndarray], tokenizer: TokenCodec):
@@ -422,10 +495,13 @@ def sequences_from(frames_per_episode: Iterable[np.ndarray], tokenizer: TokenCod
 
 __all__ = [
     "INTER_PRIOR_FILE",
+    "INTER_SIZES_FILE",
     "InterPriorError",
     "InterTables",
     "InterTokenCodec",
+    "KeyframeSchedule",
     "MissingReference",
+    "inter_size_table",
     "learn_inter_prior",
     "load_inter_prior",
 ]

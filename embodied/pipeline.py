@@ -37,7 +37,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Hashable, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any, Literal, Protocol
+from typing import Any, Literal, Protocol, runtime_checkable
 
 import numpy as np
 
@@ -166,6 +166,23 @@ class StreamStats:
 # --------------------------------------------------------------------------- sender
 
 
+@runtime_checkable
+class StreamState(Protocol):
+    """The state of a stream coded across frames, on the sender's side: which frames the
+    receiver holds (acknowledged), what was lost, what it asked for, and so whether the next
+    frame is a keyframe. ``embodied.interframe.InterTokenCodec`` is one; for size-only runs
+    (``embodied link-sim``), ``embodied.interframe.KeyframeSchedule`` alone."""
+
+    @property
+    def next_is_keyframe(self) -> bool: ...
+
+    def acknowledge(self, frame_id: int) -> None: ...
+
+    def on_loss(self) -> None: ...
+
+    def request_keyframe(self) -> None: ...
+
+
 class Sender:
     """One camera stream's sending side: budget, codec setting, pending reports, loss rule.
 
@@ -187,6 +204,7 @@ class Sender:
         target_bytes: int | None = None,
         loss_timeout_s: float = DEFAULT_LOSS_TIMEOUT_S,
         max_pending: int = DEFAULT_MAX_PENDING,
+        stream: StreamState | None = None,
     ) -> None:
         if not loss_timeout_s > 0:
             raise ValueError(f"loss_timeout_s={loss_timeout_s} must be positive")
@@ -194,6 +212,9 @@ class Sender:
             raise ValueError(f"max_pending={max_pending} must be >= 1")
         self.controller = controller
         self.codec = codec
+        if stream is None and isinstance(codec, StreamState):
+            stream = codec  # a codec across frames keeps its own stream state
+        self.stream = stream
         self.target_bytes = target_bytes
         self.settings_of_budget: list[int] = (
             list(codec.budgets()) if codec is not None else list(range(1, self.k_max + 1))
@@ -229,7 +250,7 @@ class Sender:
     def next_budget(self, now: float) -> int:
         """This frame's budget, or ``SKIP`` (counted as a skipped frame: a deadline miss)."""
         self.check_losses(now)
-        k = int(self.controller.next_budget(now))
+        k = int(self.controller.next_budget(now, keyframe=self.next_is_keyframe))
         if k == SKIP:
             self.fates.add("skipped")
             self.last_budget = SKIP
@@ -239,6 +260,11 @@ class Sender:
             raise ValueError(f"controller {name!r} returned budget {k}, outside 1..{self.k_max}")
         self.last_budget = k
         return k
+
+    @property
+    def next_is_keyframe(self) -> bool:
+        """Whether the next frame goes out coded on its own (always, for an intra codec)."""
+        return True if self.stream is None else bool(self.stream.next_is_keyframe)
 
     def encode(
         self, frame: np.ndarray, budget: int, *, frame_id: int, capture_time: float
@@ -264,15 +290,17 @@ class Sender:
         send_time: float,
         compute_s: float,
         frame_id: int | None = None,
+        keyframe: bool = True,
     ) -> Feedback:
-        """A packet left: the controller's "sent" report; its arrival report is now pending."""
+        """A packet left: the controller's "sent" report; its arrival report is now pending.
+        ``keyframe``: the packet was coded on its own (False: predicted from a reference)."""
         if frame_id is None:
             frame_id = int(key) if isinstance(key, int) else 0
         fb = Feedback(
             frame_id=frame_id,
             budget=budget, packet_bytes=packet_bytes, overhead_bytes=overhead_bytes,
             capture_time=capture_time, send_time=send_time, compute_time=compute_s,
-            status="sent", observed_at=send_time,
+            status="sent", observed_at=send_time, keyframe=bool(keyframe),
         )  # fmt: skip
         self.controller.observe(fb)
         if key in self.pending:
@@ -301,9 +329,8 @@ class Sender:
         self.controller.observe(
             replace(fb, status="delivered", arrival_time=arrival_time, observed_at=observed_at)
         )
-        acknowledge = getattr(self.codec, "acknowledge", None)
-        if acknowledge is not None:  # a codec across frames: the receiver holds this frame
-            acknowledge(fb.frame_id)
+        if self.stream is not None:  # coding across frames: the receiver holds this frame
+            self.stream.acknowledge(fb.frame_id)
         fate = frame_fate(fb.capture_time, arrival_time, self.deadline_s)
         self.fates.add(fate)
         return fate
@@ -330,15 +357,13 @@ class Sender:
     def _lost(self, fb: Feedback, observed_at: float) -> None:
         self.controller.observe(replace(fb, status="lost", observed_at=observed_at))
         self.fates.add("lost")
-        on_loss = getattr(self.codec, "on_loss", None)
-        if on_loss is not None:  # a codec across frames: the next frame is a keyframe
-            on_loss()
+        if self.stream is not None:  # coding across frames: the next frame is a keyframe
+            self.stream.on_loss()
 
     def request_keyframe(self) -> None:
-        """The receiver lacks a reference (a codec across frames): send a keyframe next."""
-        request = getattr(self.codec, "request_keyframe", None)
-        if request is not None:
-            request()
+        """The receiver lacks a reference (coding across frames): send a keyframe next."""
+        if self.stream is not None:
+            self.stream.request_keyframe()
 
 
 # --------------------------------------------------------------------------- receiver

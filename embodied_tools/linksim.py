@@ -42,9 +42,16 @@ import numpy as np
 
 from embodied.control.base import SKIP, Controller, ControllerSettings
 from embodied.control.registry import REGISTRY, make_controller
+from embodied.interframe import KeyframeSchedule
 from embodied.link import catalog, synthetic
 from embodied.link.emulator import GilbertElliott, LinkConfig, LinkEmulator
-from embodied.link.models import ComputeModel, LinearSizeModel, SizeModel, TableSizeModel
+from embodied.link.models import (
+    ComputeModel,
+    InterTableSizeModel,
+    LinearSizeModel,
+    SizeModel,
+    TableSizeModel,
+)
 from embodied.link.session import LinkSession
 from embodied.link.traces import RateTrace, Trace, read_trace
 from embodied.pipeline import FATES, MISSES, FateCounts, Sender, frame_fate
@@ -108,9 +115,10 @@ class _World:
     def __init__(self, link: LinkEmulator, sizes: SizeModel, compute: ComputeModel) -> None:
         self.link, self.sizes, self.compute = link, sizes, compute
         self.frame = 0
+        self.keyframe = True
 
     def latency_if(self, now: float, budget: int) -> float | None:
-        payload = self.sizes.packet_bytes(budget, self.frame)
+        payload = self.sizes.packet_bytes(budget, self.frame, keyframe=self.keyframe)
         arrival = self.link.probe(now + self.compute.seconds(budget, self.frame), payload)
         return None if arrival is None else arrival - now
 
@@ -155,8 +163,10 @@ def simulate(
     n = round(duration * fps)
     overhead = cfg.link.overhead_bytes
     frames = Frames()
-    # The pipeline's sender over the emulated link: the loop `embodied eval` runs too.
-    sender = Sender(ctrl, loss_timeout_s=cfg.loss_timeout_s)
+    # The pipeline's sender over the emulated link: the loop `embodied eval` runs too. Sizes of
+    # a codec across frames come with the stream's keyframe rule (losses, interval).
+    schedule = _schedule(sizes)
+    sender = Sender(ctrl, loss_timeout_s=cfg.loss_timeout_s, stream=schedule)
     session = LinkSession(sender, trace, feedback_delay_s=cfg.feedback_delay_s, emulator=link)
 
     for i in range(n):
@@ -174,6 +184,8 @@ def simulate(
             _capacity_bits(trace, t, t + deadline) < min_wire * 8.0 * fps * deadline
         )
         world.frame = i
+        key = sender.next_is_keyframe
+        world.keyframe = key
         k = session.next_budget(t)
         if k == SKIP:
             frames.budget.append(0)
@@ -187,9 +199,11 @@ def simulate(
             frames.fate.append("skipped")
             frames.backlog.append(link.backlog_bytes(t))
             continue
-        packet = sizes.packet_bytes(k, i)
+        packet = sizes.packet_bytes(k, i, keyframe=key)
         c = compute.seconds(k, i)
-        res = session.send(i, t, k, packet, c)
+        res = session.send(i, t, k, packet, c, keyframe=key)
+        if schedule is not None:
+            schedule.sent(keyframe=key, full_header=key)
         frames.budget.append(k)
         frames.packet.append(packet)
         frames.overhead.append(overhead)
@@ -245,23 +259,24 @@ def simulate_shared(
     compute = compute or ComputeModel()
     link = LinkEmulator(trace, cfg.link)
     fps = cfg.frame_rate_hz
+    schedules = [_schedule(sizes) for _ in range(n_robots)]
     sessions = [
         LinkSession(
             Sender(make_controller(controller, settings, frame_rate_hz=fps),
-                   loss_timeout_s=cfg.loss_timeout_s),
+                   loss_timeout_s=cfg.loss_timeout_s, stream=sch),
             trace, feedback_delay_s=cfg.feedback_delay_s, emulator=link,
         )
-        for _ in range(n_robots)
+        for sch in schedules
     ]  # fmt: skip
     duration = trace.period_s if cfg.duration_s is None else cfg.duration_s
     n = round(duration * fps)
-    sends: list[tuple[float, int, int, float, int, int, float]] = []  # heap by send time
+    sends: list[tuple[float, int, int, float, int, int, float, bool]] = []  # heap by send time
     keys = [0] * n_robots
 
     def flush(until: float) -> None:
         while sends and sends[0][0] <= until:
-            _, _, r, t, k, size, c = heapq.heappop(sends)
-            sessions[r].send(keys[r], t, k, size, c)
+            _, _, r, t, k, size, c, key = heapq.heappop(sends)
+            sessions[r].send(keys[r], t, k, size, c, keyframe=key)
             keys[r] += 1
 
     seq = 0
@@ -269,11 +284,16 @@ def simulate_shared(
         for r, sess in enumerate(sessions):
             t = (i + r / n_robots) / fps
             flush(t)
+            key = sess.sender.next_is_keyframe
             k = sess.next_budget(t)
             if k == SKIP:
                 continue
-            size, c = sizes.packet_bytes(k, i * n_robots + r), compute.seconds(k, i)
-            heapq.heappush(sends, (t + c, seq, r, t, k, size, c))
+            size = sizes.packet_bytes(k, i * n_robots + r, keyframe=key)
+            c = compute.seconds(k, i)
+            heapq.heappush(sends, (t + c, seq, r, t, k, size, c, key))
+            sch = schedules[r]
+            if sch is not None:
+                sch.sent(keyframe=key, full_header=key)
             seq += 1
     flush(math.inf)
     for sess in sessions:
@@ -585,13 +605,24 @@ def _parser() -> argparse.ArgumentParser:
         "(Bad loses everything), e.g. 0.01,0.3",
     )
     p.add_argument(
-        "--size-table", type=Path, default=None, help='JSON {"budget": [...], "bytes": [...]}'
+        "--size-table",
+        type=Path,
+        default=None,
+        help='JSON {"budget": [...], "bytes": [...]} (+ "inter_bytes", "keyframe_interval" for '
+        "a codec across frames, as embodied inter-prior writes)",
     )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument(
         "--out", type=Path, default=DEFAULT_OUT, help="output directory (default results/link)"
     )
     return p
+
+
+def _schedule(sizes: SizeModel) -> KeyframeSchedule | None:
+    """The keyframe rule of a stream whose sizes depend on it (a table with inter sizes)."""
+    if isinstance(sizes, InterTableSizeModel):
+        return KeyframeSchedule(sizes.keyframe_interval)
+    return None
 
 
 def _sizes(args: argparse.Namespace) -> SizeModel:

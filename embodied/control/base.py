@@ -50,6 +50,8 @@ class Feedback:
     status: Status
     observed_at: float  # when the sender learns this report
     arrival_time: float | None = None
+    keyframe: bool = True  # coded on its own (every packet of an intra codec); False: predicted
+    # from an earlier frame (tokens-inter, H.264 P-frames), so much smaller at the same budget
 
     @property
     def wire_bytes(self) -> int:
@@ -144,7 +146,7 @@ class Controller(Protocol):
 
     def observe(self, feedback: Feedback) -> None: ...
 
-    def next_budget(self, now: float) -> int: ...
+    def next_budget(self, now: float, *, keyframe: bool = True) -> int: ...
 
     def capacity_bps(self, now: float) -> float | None: ...
 
@@ -155,7 +157,12 @@ class BaseController:
     Subclasses implement :meth:`_decide` (and optionally :meth:`_observe`).
     bytes(k) and compute(k) are learned from every "sent" report with a ridge
     regression toward a prior (:class:`OnlineLinear`), so a controller knows
-    what a budget costs before the tokenizer's table is measured.
+    what a budget costs before the tokenizer's table is measured. A codec that
+    codes across frames makes bytes(k) depend on the frame's kind, so there are
+    two size models: ``packet_model`` learns from keyframes (and every packet of an
+    intra codec), ``inter_packet_model`` from predicted frames; the sender says
+    which kind the next frame is (``next_budget(now, keyframe=...)``) and every
+    prediction the controller makes for that frame uses that kind's model.
     """
 
     name: ClassVar[str] = "base"
@@ -168,6 +175,9 @@ class BaseController:
         self._settings = settings or ControllerSettings()
         self.frame_rate_hz = float(frame_rate_hz)
         self.packet_model = OnlineLinear(prior_intercept=8.0, prior_slope=1.0)
+        # predicted frames: a 3-byte compact header and a fraction of a byte per token
+        self.inter_packet_model = OnlineLinear(prior_intercept=3.0, prior_slope=0.25)
+        self.next_keyframe = True  # the kind of the frame being decided
         self.compute_model = OnlineLinear(prior_intercept=2e-3, prior_slope=5e-5)
         self.overhead_bytes = 0
         self.last_budget: int | None = None
@@ -187,8 +197,13 @@ class BaseController:
         return self._settings
 
     # -- what a budget costs ---------------------------------------------------------
-    def predicted_wire_bytes(self, budget: int, quantile_z: float = 0.0) -> float:
-        return self.packet_model.predict(budget, quantile_z) + self.overhead_bytes
+    def predicted_wire_bytes(
+        self, budget: int, quantile_z: float = 0.0, *, keyframe: bool | None = None
+    ) -> float:
+        """Wire bytes of a frame at ``budget``; of the kind being decided unless ``keyframe``."""
+        key = self.next_keyframe if keyframe is None else keyframe
+        model = self.packet_model if key else self.inter_packet_model
+        return max(1.0, model.predict(budget, quantile_z)) + self.overhead_bytes
 
     def predicted_compute_s(self, budget: int, quantile_z: float = 0.0) -> float:
         return max(0.0, self.compute_model.predict(budget, quantile_z))
@@ -208,12 +223,16 @@ class BaseController:
     def observe(self, feedback: Feedback) -> None:
         if feedback.status == "sent":
             self.overhead_bytes = feedback.overhead_bytes
-            self.packet_model.update(feedback.budget, feedback.packet_bytes)
+            model = self.packet_model if feedback.keyframe else self.inter_packet_model
+            model.update(feedback.budget, feedback.packet_bytes)
             self.compute_model.update(feedback.budget, feedback.compute_time)
         self._observe(feedback)
 
-    def next_budget(self, now: float) -> int:
+    def next_budget(self, now: float, *, keyframe: bool = True) -> int:
+        """This frame's budget (or ``SKIP``); ``keyframe`` is the frame's kind (see the class
+        docstring), True for every frame of an intra codec."""
         s = self._settings
+        self.next_keyframe = bool(keyframe)
         if s.mode == "min":
             k = s.min_budget
         elif s.mode == "max":

@@ -12,7 +12,12 @@ tokenizer has measured its own table, a stated linear model stands in:
 
 A measured table (``{"budget": [...], "bytes": [...]}``) replaces the linear
 bytes model; sizes between listed budgets are interpolated linearly and the
-same content factor applies. The noise of frame ``i`` is the ``i``-th draw of
+same content factor applies. A table of a codec that codes across frames
+(``tokens-inter``) adds ``"inter_bytes"`` (a predicted frame's packet at each
+budget, compact header included) and ``"keyframe_interval"``; which frames are
+keyframes is then the stream's business (``embodied.interframe.KeyframeSchedule``:
+start, losses, requests, interval), and ``packet_bytes(k, i, keyframe=...)``
+answers for the kind asked. The noise of frame ``i`` is the ``i``-th draw of
 a generator seeded once, so every controller sees the same frame content.
 """
 
@@ -49,8 +54,9 @@ class SizeModel(Protocol):
     @property
     def description(self) -> str: ...
 
-    def packet_bytes(self, budget: int, frame: int) -> int:
-        """Packet bytes (header included, transport overhead excluded) of frame ``frame``."""
+    def packet_bytes(self, budget: int, frame: int, *, keyframe: bool = True) -> int:
+        """Packet bytes (header included, transport overhead excluded) of frame ``frame``, coded
+        on its own (``keyframe``) or predicted from a reference the receiver holds."""
         ...
 
 
@@ -72,7 +78,8 @@ class LinearSizeModel:
             f"u log-normal mean 1 σ={self.jitter}"
         )
 
-    def packet_bytes(self, budget: int, frame: int) -> int:
+    def packet_bytes(self, budget: int, frame: int, *, keyframe: bool = True) -> int:
+        del keyframe  # intra: every frame is coded on its own
         body = self.bytes_per_token * budget * self._noise(frame)
         return self.header_bytes + max(1, math.ceil(body - 1e-9))
 
@@ -99,14 +106,22 @@ class TableSizeModel:
 
     @classmethod
     def from_json(cls, path: str | Path, jitter: float = 0.1, seed: int = 0) -> TableSizeModel:
+        """A table file; one with ``inter_bytes`` gives an :class:`InterTableSizeModel`."""
         data = json.loads(Path(path).read_text())
         try:
             budgets, sizes = data["budget"], data["bytes"]
         except (KeyError, TypeError):
             raise ValueError(f"{path}: expected {{'budget': [...], 'bytes': [...]}}") from None
-        return cls(
-            tuple(int(b) for b in budgets), tuple(float(s) for s in sizes), jitter, seed, str(path)
-        )
+        ks = tuple(int(b) for b in budgets)
+        if isinstance(data, dict) and "inter_bytes" in data:
+            inter = tuple(float(s) for s in data["inter_bytes"])
+            if len(inter) != len(ks):
+                raise ValueError(f"{path}: 'inter_bytes' must be as long as 'budget'")
+            return InterTableSizeModel(
+                ks, tuple(float(s) for s in sizes), jitter, seed, str(path), inter_bytes=inter,
+                keyframe_interval=int(data.get("keyframe_interval", 90)),
+            )  # fmt: skip
+        return cls(ks, tuple(float(s) for s in sizes), jitter, seed, str(path))
 
     @property
     def description(self) -> str:
@@ -115,8 +130,40 @@ class TableSizeModel:
     def mean_bytes(self, budget: int) -> float:
         return float(np.interp(budget, self.budgets, self.bytes))
 
-    def packet_bytes(self, budget: int, frame: int) -> int:
+    def packet_bytes(self, budget: int, frame: int, *, keyframe: bool = True) -> int:
+        del keyframe  # intra: every frame is coded on its own
         return max(1, round(self.mean_bytes(budget) * self._noise(frame)))
+
+
+@dataclass
+class InterTableSizeModel(TableSizeModel):
+    """A measured table of a codec across frames: keyframe and predicted-frame bytes."""
+
+    inter_bytes: tuple[float, ...] = ()
+    keyframe_interval: int = 90
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if len(self.inter_bytes) != len(self.budgets):
+            raise ValueError("size table: 'inter_bytes' must be as long as 'budget'")
+        if any(not (math.isfinite(b) and b > 0) for b in self.inter_bytes):
+            raise ValueError("size table: inter_bytes must be positive numbers")
+        if self.keyframe_interval < 1:
+            raise ValueError(f"keyframe_interval={self.keyframe_interval} must be >= 1")
+
+    @property
+    def description(self) -> str:
+        return (
+            f"measured table {self.source} ({len(self.budgets)} budgets, keyframes and predicted "
+            f"frames, a keyframe at least every {self.keyframe_interval}), u σ={self.jitter}"
+        )
+
+    def mean_inter_bytes(self, budget: int) -> float:
+        return float(np.interp(budget, self.budgets, self.inter_bytes))
+
+    def packet_bytes(self, budget: int, frame: int, *, keyframe: bool = True) -> int:
+        mean = self.mean_bytes(budget) if keyframe else self.mean_inter_bytes(budget)
+        return max(1, round(mean * self._noise(frame)))
 
 
 @dataclass

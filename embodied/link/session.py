@@ -89,7 +89,7 @@ class LinkSession:
         enc, _ = self.sender.encode(frame, k, frame_id=key, capture_time=capture_time)
         self.last_packet = enc.packet
         return self.send(key, capture_time, k, len(enc.packet), compute_s, payload=enc.packet,
-                         header_bytes=enc.header_bytes)  # fmt: skip
+                         header_bytes=enc.header_bytes, keyframe=enc.header.keyframe)  # fmt: skip
 
     @property
     def frames_offered(self) -> int:
@@ -144,6 +144,7 @@ class LinkSession:
         *,
         payload: Any = None,
         header_bytes: int = 0,
+        keyframe: bool = True,
     ) -> PacketResult:
         """Send one packet (it leaves after the sender's compute time); its fate on the link.
         A ``payload`` given is handed to :meth:`arrived` at its arrival."""
@@ -158,7 +159,7 @@ class LinkSession:
             res = self.link.send(send_time, packet_bytes)
         self.sender.on_sent(
             key, budget=budget, packet_bytes=packet_bytes, overhead_bytes=self.overhead_bytes,
-            capture_time=capture_time, send_time=send_time, compute_s=compute_s,
+            capture_time=capture_time, send_time=send_time, compute_s=compute_s, keyframe=keyframe,
         )  # fmt: skip
         arrival = res.arrival_time
         if arrival is not None:

@@ -154,10 +154,10 @@ class _Retune:
     def observe(self, fb: Feedback) -> None:
         self.inner.observe(fb)
 
-    def next_budget(self, now: float) -> int:
+    def next_budget(self, now: float, *, keyframe: bool = True) -> int:
         for t in [t for t in self.at if now >= t]:
             self.inner.update_settings(**self.at.pop(t))
-        return self.inner.next_budget(now)
+        return self.inner.next_budget(now, keyframe=keyframe)
 
 
 @pytest.mark.parametrize("name", ["fixed", "aimd", "deadline"])

@@ -4,6 +4,8 @@ joining mid-stream never give a wrong frame, and a fuzz of the strict decoder.""
 
 from __future__ import annotations
 
+import copy
+from collections import OrderedDict
 from pathlib import Path
 
 import numpy as np
@@ -220,22 +222,47 @@ _FUZZ = settings(
 )  # fmt: skip
 
 
+@pytest.fixture(scope="module")
+def streams(tok, prior) -> list[tuple[InterTokenCodec, list[bytes]]]:
+    """Receivers mid-stream (each has decoded a few packets of its stream) and the next
+    packets of that stream in every form: compact inter, compact with a budget byte, full
+    keyframe, full inter (a reference byte), compact keyframe."""
+    out = []
+    for k in (1, 3, 8, 16, 64):
+        snd, rcv = _pair(tok, prior, keyframe_interval=1000)
+        seq = _walk(12, 0.1, seed=k)
+        for i in range(6):
+            rcv.decode(snd.encode_codes(seq[i], k, i, 0).packet)
+            snd.acknowledge(i)
+        nxt = [snd.encode_codes(seq[6], k, 6, 0).packet]  # compact inter
+        nxt.append(snd.encode_codes(seq[7], max(1, k - 1), 7, 0).packet)  # + budget byte
+        snd.on_loss()
+        nxt.append(snd.encode_codes(seq[8], k, 8, 0).packet)  # compact keyframe
+        snd.request_keyframe()
+        nxt.append(snd.encode_codes(seq[9], k, 9, 0).packet)  # full keyframe
+        snd.acknowledge(5)  # a frame the receiver holds, 35 frames back: full fields
+        nxt.append(snd.encode_codes(seq[10], k, 40, 0).packet)  # full inter (gap > 15)
+        assert {p[0] >> 6 for p in nxt} == {1, COMPACT_VERSION}
+        out.append((rcv, nxt))
+    return out
+
+
+def _clone(rcv: InterTokenCodec) -> InterTokenCodec:
+    c = copy.copy(rcv)
+    c._held = OrderedDict(rcv._held)
+    return c
+
+
 @_FUZZ
-@given(
-    data=st.data(),
-    n_sent=st.integers(1, 12),
-    k=st.integers(1, 64),
-)
-def test_fuzz_strict_decoder_never_raises_anything_but_packet_errors(tok, prior, data, n_sent, k):
-    """10,000 streams: valid packets, then a mutated one (bit flips, truncation, appended
-    bytes, random bytes): the decoder either refuses with a PacketError or returns valid ids."""
-    snd, rcv = _pair(tok, prior)
-    seq = _walk(n_sent + 1, 0.1, seed=n_sent * 100 + k)
-    for i in range(n_sent):
-        rcv.decode(snd.encode_codes(seq[i], k, i, 0).packet)
-        snd.acknowledge(i)
-    pkt = bytearray(snd.encode_codes(seq[n_sent], k, n_sent, 0).packet)
-    how = data.draw(st.sampled_from(["flip", "truncate", "append", "random", "byte"]))
+@given(data=st.data())
+def test_fuzz_strict_decoder_never_raises_anything_but_packet_errors(streams, data):
+    """10,000 packets of every form (compact and full, inter and key, budgets 1-64) met by
+    a receiver mid-stream, each mutated (bit flips, truncation, appended bytes, a byte
+    replaced, random bytes): the decoder refuses with a PacketError or returns valid ids,
+    and an unmutated packet always decodes."""
+    rcv, packets = data.draw(st.sampled_from(streams))
+    pkt = bytearray(data.draw(st.sampled_from(packets)))
+    how = data.draw(st.sampled_from(["none", "flip", "truncate", "append", "random", "byte"]))
     if how == "flip":
         pos = data.draw(st.integers(0, 8 * len(pkt) - 1))
         pkt[pos // 8] ^= 1 << (pos % 8)
@@ -246,12 +273,76 @@ def test_fuzz_strict_decoder_never_raises_anything_but_packet_errors(tok, prior,
     elif how == "byte":
         pos = data.draw(st.integers(0, len(pkt) - 1))
         pkt[pos] = data.draw(st.integers(0, 255))
-    else:
+    elif how == "random":
         pkt = bytearray(data.draw(st.binary(max_size=40)))
+    rcv = _clone(rcv)
     try:
         got = rcv.decode(bytes(pkt))
     except PacketError:
+        assert how != "none"
         return
     ids = np.asarray(got.tokens)
     assert 1 <= got.budget <= 64 and ids.shape == (got.budget,)
     assert ids.min() >= 0 and ids.max() < 1000
+
+
+# ----------------------------------------------------------------------------- sizes and control
+
+
+def test_controller_learns_keyframe_and_predicted_sizes_apart():
+    from embodied.control.base import Feedback
+    from embodied.control.registry import make_controller
+
+    ctrl = make_controller("deadline", None, frame_rate_hz=30.0)
+    for i in range(200):
+        key = i % 10 == 0
+        fb = Feedback(frame_id=i, budget=16, packet_bytes=40 if key else 6, overhead_bytes=0,
+                      capture_time=i / 30, send_time=i / 30, compute_time=1e-3, status="sent",
+                      observed_at=i / 30, keyframe=key)  # fmt: skip
+        ctrl.observe(fb)
+    assert ctrl.predicted_wire_bytes(16, keyframe=True) == pytest.approx(40, rel=0.1)
+    assert ctrl.predicted_wire_bytes(16, keyframe=False) == pytest.approx(6, rel=0.1)
+    ctrl.next_budget(10.0, keyframe=False)  # the kind being decided is what predictions use
+    assert ctrl.predicted_wire_bytes(16) == ctrl.predicted_wire_bytes(16, keyframe=False)
+
+
+def test_shipped_size_table_and_the_kind_aware_controller_on_a_narrow_link():
+    """The measured table makes predicted frames far cheaper than keyframes; on a 2.4 kbit/s
+    link the controller told the frame kind misses far fewer deadlines at a larger budget
+    than the same controller kept unaware (embodied inter-bench)."""
+    from embodied.interframe import INTER_SIZES_FILE
+    from embodied.link.models import InterTableSizeModel, TableSizeModel
+    from embodied_tools.inter_bench import compare, trace_case
+
+    sizes = TableSizeModel.from_json(SHIPPED / INTER_SIZES_FILE)
+    assert isinstance(sizes, InterTableSizeModel)
+    for k in (1, 16, 64):
+        assert sizes.mean_inter_bytes(k) < sizes.mean_bytes(k) / 2.5
+        assert sizes.mean_inter_bytes(k) >= 3  # the compact header
+    r = compare(trace_case("stable:0.2"), sizes)
+    aware, unaware = r["kind-aware"], r["kind-unaware"]
+    assert aware["miss_pct"] < 1.0 < 2 * aware["miss_pct"] + 1 < unaware["miss_pct"]
+    assert aware["mean_budget"] > unaware["mean_budget"] + 10
+
+
+def test_link_sim_keyframes_follow_losses():
+    """Size-only runs keep the stream's keyframe rule: every loss makes the next frame a
+    keyframe, so a lossy link sends more (larger) keyframes than a clean one."""
+    from embodied.interframe import INTER_SIZES_FILE
+    from embodied.link.emulator import LinkConfig
+    from embodied.link.models import TableSizeModel
+    from embodied_tools.inter_bench import trace_case
+    from embodied_tools.linksim import SimConfig, simulate
+
+    sizes = TableSizeModel.from_json(SHIPPED / INTER_SIZES_FILE)
+    trace = trace_case("stable")
+    out = {}
+    for loss in (0.0, 0.05):
+        cfg = SimConfig(duration_s=30.0, link=LinkConfig(overhead_bytes=0, loss_rate=loss))
+        r = simulate(trace, "fixed", sizes=sizes, config=cfg)
+        pk = [p for p in r.frames.packet if p]
+        out[loss] = (r.summary["lost"], sum(p > sizes.mean_inter_bytes(64) * 2.5 for p in pk))
+    (lost0, keys0), (lost5, keys5) = out[0.0], out[0.05]
+    # the frames before the first report comes back (nothing to predict from), one per interval
+    assert lost0 == 0 and 900 // 90 <= keys0 <= 900 // 90 + 5
+    assert lost5 > 20 and keys5 >= lost5 * 0.8

@@ -146,7 +146,7 @@ def test_a_pixel_codecs_budget_is_its_ladder_rung():
 
 def test_a_controller_out_of_range_is_refused():
     class Bad(Recorder):
-        def next_budget(self, now: float) -> int:
+        def next_budget(self, now: float, *, keyframe: bool = True) -> int:
             return 99
 
     with pytest.raises(ValueError, match=r"returned budget 99, outside 1\.\.64"):
