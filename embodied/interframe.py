@@ -241,7 +241,12 @@ class InterTokenCodec:
         *,
         prior: np.ndarray | None = None,
         keyframe_interval: int = DEFAULT_KEYFRAME_INTERVAL,
+        frame_period_ms: float = 1000.0 / 30.0,
     ) -> None:
+        if not frame_period_ms > 0:
+            raise ValueError(f"frame_period_ms={frame_period_ms} must be positive")
+        self.frame_period_ms = float(frame_period_ms)  # stream set-up: compact stamps inferred
+        self._anchor: tuple[int, int, int] | None = None  # full packet: (frame id, stamp, turns)
         self.schedule = KeyframeSchedule(keyframe_interval)
         self.tok = tokenizer
         self.spec = tokenizer.spec
@@ -394,8 +399,8 @@ class InterTokenCodec:
                 )
             f, body = read_compact(packet, self.model_id, *self._last)
             header = PacketHeader(
-                codec=self.tok.codec_id, frame_id=f.frame_id, budget=f.budget, stamp_ms=0,
-                keyframe=f.keyframe,
+                codec=self.tok.codec_id, frame_id=f.frame_id, budget=f.budget,
+                stamp_ms=self._infer_stamp(f.frame_id), keyframe=f.keyframe,
             )  # fmt: skip
             delta = f.ref_delta
             if f.keyframe == (delta != 0):
@@ -427,6 +432,11 @@ class InterTokenCodec:
         codes = np.asarray(symbols, np.int64).reshape(k, dims)
         if ref is not None:
             codes = self.tables.from_changes(codes, ref)
+        if self._last is None or packet[0] >> 6 != COMPACT_VERSION:
+            self._anchor = (header.frame_id, header.stamp_ms, 0)
+        elif self._anchor is not None and header.frame_id < self._last[0]:
+            fid, stamp, turns = self._anchor  # the 8-bit frame id wrapped since the anchor
+            self._anchor = (fid, stamp, turns + 1)
         self._last = (header.frame_id, k)
         self._held[header.frame_id] = codes
         self._held.move_to_end(header.frame_id)
@@ -445,11 +455,23 @@ class InterTokenCodec:
             out = replace(out, image=img)
         return out
 
+    def _infer_stamp(self, frame_id: int) -> int:
+        """A compact packet's capture stamp (ms mod 65536): the last full packet's plus the
+        frames since at the stream's frame period (set up with the stream)."""
+        if self._anchor is None:
+            return 0
+        fid, stamp, turns = self._anchor
+        assert self._last is not None
+        turns += int(frame_id < self._last[0])  # this packet wraps the 8-bit id again
+        frames = frame_id + 256 * turns - fid
+        return round(stamp + frames * self.frame_period_ms) % 65536
+
     def reset(self) -> None:
         """Both ends forget their references (the next packet is a keyframe)."""
         self._sent.clear()
         self._held.clear()
         self._last = None
+        self._anchor = None
         self.schedule.reset()
 
 

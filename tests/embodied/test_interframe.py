@@ -70,15 +70,17 @@ def test_learned_prior_is_a_conditional_distribution(tok, prior):
 
 def test_round_trip_is_exact_and_unchanged_frames_cost_no_payload(tok, prior):
     snd, rcv = _pair(tok, prior)
-    seq = _walk(120, 0.05, seed=7)
+    seq = _walk(300, 0.05, seed=7)  # past a wrap of the 8-bit frame id
     for k in (1, 4, 16, 64):
         snd.reset()
         rcv.reset()
         heads, pays = [], []
         for i, codes in enumerate(seq):
-            enc = snd.encode_codes(codes, k, i, 33 * i)
+            stamp = round(1000 * i / 30) % 65536
+            enc = snd.encode_codes(codes, k, i % 256, stamp)
             got = rcv.decode(enc.packet)
             assert np.array_equal(got.tokens, tok.codes_to_ids(codes[:k])), (k, i)
+            assert got.header.stamp_ms == stamp  # inferred from the frame period when compact
             snd.acknowledge(i)  # an ideal link: every frame acknowledged before the next
             heads.append(enc.header_bytes)
             pays.append(enc.payload_bytes)
