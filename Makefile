@@ -65,6 +65,7 @@ run: $(STAMP)
 	$(VENV)/bin/embodied eval $(RUN_ARGS)
 	$(VENV)/bin/embodied cluttered expert $(CLUTTERED_RUN_ARGS)
 	$(VENV)/bin/embodied cluttered delay $(CLUTTERED_RUN_ARGS)
+	$(VENV)/bin/embodied inter-bench --out results/run/inter
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
