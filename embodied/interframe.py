@@ -446,14 +446,7 @@ class InterTokenCodec:
             self.keyframe_wanted = False
         ids = self.tok.codes_to_ids(codes)
         out = DecodedTokens(header=header, tokens=ids, setting={"k": k}, k_max=self.spec.k_max)
-        if image:
-            from dataclasses import replace
-
-            from embodied.codecs.tokens import _resize
-
-            img = _resize(self.tok.reconstruct(out.padded, k), self.tok.frame_shape)
-            out = replace(out, image=img)
-        return out
+        return self.tok.with_image(out) if image else out
 
     def _infer_stamp(self, frame_id: int) -> int:
         """A compact packet's capture stamp (ms mod 65536): the last full packet's plus the

@@ -481,10 +481,12 @@ class TokenCodec(PacketCodec):
         out = DecodedTokens(
             header=header, tokens=ids, setting={"k": header.budget}, k_max=self.spec.k_max
         )
-        if image:
-            img = _resize(self.reconstruct(out.padded, header.budget), self._frame_shape)
-            out = replace(out, image=img)
-        return out
+        return self.with_image(out) if image else out
+
+    def with_image(self, out: DecodedTokens) -> DecodedTokens:
+        """``out`` with the decoder ONNX's image of its tokens at its budget."""
+        img = _resize(self.reconstruct(out.padded, out.header.budget), self._frame_shape)
+        return replace(out, image=img)
 
     def decode_ids(self, packet: bytes) -> np.ndarray:
         """Packet → the ``k`` token ids (int64), nothing else."""

@@ -160,7 +160,10 @@ def test_receiver_joining_mid_stream_asks_for_a_keyframe(tok, prior):
     snd.acknowledge(20)
     nxt = snd.encode_codes(seq[21], 4, 21, 0)
     assert nxt.packet[0] >> 6 == COMPACT_VERSION
-    assert np.array_equal(late.decode(nxt.packet).tokens, tok.codes_to_ids(seq[21][:4]))
+    got = late.decode(nxt.packet, image=True)  # the picture the receiver shows, as tokens'
+    assert np.array_equal(got.tokens, tok.codes_to_ids(seq[21][:4]))
+    assert got.image is not None and got.image.shape == (*tok.frame_shape, 3)
+    assert np.array_equal(got.image, tok.with_image(got).image)
     del rcv
 
 
