@@ -30,12 +30,13 @@ import hashlib
 import itertools
 from collections import OrderedDict
 from collections.abc import Iterable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
 
-from embodied.codecs.base import CodecKind, MissingReference, check_frame
+from embodied.codecs.base import CodecKind, CodecUnavailable, MissingReference, check_frame
 from embodied.codecs.tokens import DecodedTokens, EncodedTokens, TokenCodec
 from embodied.entropy import CategoricalTables, quantize_probabilities
 from embodied.packet import (
@@ -64,6 +65,10 @@ class NoStreamContext(MissingReference):
 
 class InterPriorError(ValueError):
     """``tokenizer_inter_prior.npy`` is missing, malformed or not this tokenizer's."""
+
+
+class InterPriorMissing(InterPriorError, CodecUnavailable):
+    """The tokenizer has no usable inter prior: ``tokens-inter`` cannot be built here."""
 
 
 # ----------------------------------------------------------------------------- the prior
@@ -327,11 +332,25 @@ class InterTokenCodec:
         frame_id: int = 0,
         stamp_ms: int = 0,
     ) -> EncodedTokens:
-        if target_bytes is not None:
-            raise ValueError("tokens-inter codes by budget; target_bytes is not supported")
-        k = self.spec.k_max if budget is None else self.tok._check_budget(budget)
+        """One frame → one packet of ``budget`` tokens (default ``k_max``), or of the most
+        tokens whose packet (as coded now: keyframe or predicted) fits ``target_bytes``."""
+        self.tok._check_knobs(budget, target_bytes)
         codes, _ = self.tok.tokenize(check_frame(frame, self.tok.frame_shape))
-        return self.encode_codes(codes[0] if codes.ndim == 3 else codes, k, frame_id, stamp_ms)
+        codes = codes[0] if codes.ndim == 3 else codes
+        if target_bytes is None:
+            k = self.spec.k_max if budget is None else self.tok._check_budget(budget)
+            return self.encode_codes(codes, k, frame_id, stamp_ms)
+        fid = int(frame_id) % 256
+        fits = lambda k: len(self._pack(codes, k, fid, stamp_ms)[0]) <= target_bytes  # noqa: E731
+        if not fits(1):
+            return replace(self.encode_codes(codes, 1, fid, stamp_ms), target_bytes=target_bytes,
+                           target_met=False)  # fmt: skip
+        lo, hi = 1, self.spec.k_max
+        while lo < hi:  # invariant: k = lo fits (sizes grow with k, as for intra coding)
+            mid = (lo + hi + 1) // 2
+            lo, hi = (mid, hi) if fits(mid) else (lo, mid - 1)
+        enc = self.encode_codes(codes, lo, fid, stamp_ms)
+        return replace(enc, target_bytes=target_bytes, target_met=len(enc.packet) <= target_bytes)
 
     def _budget_inferable(self, k: int) -> bool:
         """Every packet from the acknowledged one on had budget ``k``: whichever of them the
@@ -343,10 +362,11 @@ class InterTokenCodec:
                 return False
         return seen
 
-    def encode_codes(
-        self, codes: np.ndarray, k: int, frame_id: int, stamp_ms: int
-    ) -> EncodedTokens:
-        fid = int(frame_id) % 256
+    def _pack(
+        self, codes: np.ndarray, k: int, fid: int, stamp_ms: int
+    ) -> tuple[bytes, PacketHeader, int, bool, bool]:
+        """The packet frame ``fid`` gets at budget ``k`` in the stream's present state, which
+        this does not change: (packet, header, payload bytes, keyframe, compact header)."""
         sch = self.schedule
         gap = None if sch.acked is None else (fid - sch.acked) % 256
         key = sch.next_is_keyframe or gap == 0
@@ -357,7 +377,7 @@ class InterTokenCodec:
         if key:
             tables, coded = self.tok.tables, codes
         else:
-            ref = self._sent[ref_id][0]  # type: ignore[index]
+            ref = self._sent[ref_id][0][:k]  # type: ignore[index]
             tables, coded = self.tables.for_reference(ref, k), self.tables.to_changes(codes, ref)
         symbols = self.tok.coder.encode(coded.reshape(-1).tolist(), tables)
         delta = 0 if key else (fid - ref_id) % 256  # type: ignore[operator]
@@ -369,23 +389,32 @@ class InterTokenCodec:
                 frame_id=fid, budget=k, keyframe=key, ref_delta=delta,
                 send_budget=not self._budget_inferable(k),
             )  # fmt: skip
-            payload = symbols
-            packet = encode_compact(fields, payload, self.model_id)
-        else:
-            payload = symbols if key else bytes([delta]) + symbols
-            packet = encode_packet(header, payload, self.model_id)
+            return encode_compact(fields, symbols, self.model_id), header, len(symbols), key, True
+        payload = symbols if key else bytes([delta]) + symbols
+        packet = encode_packet(header, payload, self.model_id)
+        return packet, header, len(payload), key, False
+
+    def encode_codes(
+        self, codes: np.ndarray, k: int, frame_id: int, stamp_ms: int
+    ) -> EncodedTokens:
+        """Code frame ``frame_id``'s first ``k`` tokens and enter it in the stream's state."""
+        fid = int(frame_id) % 256
+        sch = self.schedule
+        codes = np.asarray(codes, np.int64)
+        packet, header, payload_bytes, key, compact = self._pack(codes, k, fid, stamp_ms)
+        if not compact:
             self.full_headers += 1
         sch.sent(keyframe=key, full_header=not compact)
-        self._sent[fid] = (codes, k)
+        self._sent[fid] = (codes[:k], k)
         self._sent.move_to_end(fid)
         while len(self._sent) > REFERENCES_KEPT:
             old, _ = self._sent.popitem(last=False)
             if old == sch.acked:
                 sch.acked = None
         return EncodedTokens(
-            packet=packet, header=header, payload_bytes=len(payload),
+            packet=packet, header=header, payload_bytes=payload_bytes,
             setting={"k": k, "coder": self.tok.coder.name, "keyframe": int(key)},
-            target_bytes=None, target_met=True, tokens=self.tok.codes_to_ids(codes),
+            target_bytes=None, target_met=True, tokens=self.tok.codes_to_ids(codes[:k]),
         )  # fmt: skip
 
     # -- receiver -----------------------------------------------------------------------------
@@ -466,6 +495,25 @@ class InterTokenCodec:
         self._last = None
         self._anchor = None
         self.schedule.reset()
+
+
+def make_inter_codec(
+    model_dir: str | Path | None = None,
+    *,
+    keyframe_interval: int = DEFAULT_KEYFRAME_INTERVAL,
+    frame_period_ms: float = 1000.0 / 30.0,
+    **tokenizer_kwargs: Any,
+) -> InterTokenCodec:
+    """The registry's ``tokens-inter``: the tokenizer of ``model_dir`` (default the shipped
+    one; ``frame_shape``, ``providers``, ``threads``, ``coder`` go to it) with its prior. A
+    tokenizer without ``tokenizer_inter_prior.npy`` is a ``CodecUnavailable``."""
+    tok = TokenCodec(model_dir, **tokenizer_kwargs)
+    try:
+        return InterTokenCodec(
+            tok, keyframe_interval=keyframe_interval, frame_period_ms=frame_period_ms
+        )
+    except InterPriorError as err:
+        raise InterPriorMissing(str(err)) from None
 
 
 def inter_size_table(

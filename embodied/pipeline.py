@@ -28,6 +28,10 @@ Definitions used everywhere (one meaning per name):
   the header; **wire bytes** add the transport's framing (UDP/IP, DDS, radio).
 * **budget**: the controller's budget ``k`` in ``1..k_max``; the codec's setting for it is
   ``codec.budgets()[k - 1]`` (tokens: ``k`` itself; a pixel codec: its ladder rung).
+* **keyframe request**: a receiver of a stream coded across frames (``tokens-inter``) that
+  lacks a packet's reference refuses it (a miss) and asks the sender for a keyframe: an
+  arrival report about frame :data:`KEYFRAME_REQUEST` (no frame). Every adapter carries it
+  on its feedback path; the sender answers with :meth:`Sender.request_keyframe`.
 """
 
 from __future__ import annotations
@@ -50,6 +54,8 @@ FATES: tuple[FrameFate, ...] = ("on_time", "late", "lost", "skipped")
 MISSES: frozenset[str] = frozenset(("late", "lost", "skipped"))
 DEFAULT_LOSS_TIMEOUT_S = 0.5
 DEFAULT_MAX_PENDING = 512
+KEYFRAME_REQUEST = -1  # the frame id of a report about no frame: "send me a keyframe"
+INTER_CODEC = "tokens-inter"  # the registry name of token coding across frames
 
 
 def frame_fate(capture_time: float, arrival_time: float | None, deadline_s: float) -> FrameFate:
@@ -374,6 +380,11 @@ class NoImage(PacketError):
     for its reference): the receiver has no observation from it."""
 
 
+class NoInterPrior(PacketError):
+    """A ``tokens-inter`` packet reached a receiver whose tokenizer has no inter-frame prior
+    (``tokenizer_inter_prior.npy``): it cannot be decoded here."""
+
+
 class Tokenizer(Protocol):
     """What the receiver needs of the learned tokenizer (``TokenCodec``)."""
 
@@ -420,10 +431,36 @@ class Receiver:
     tokenizer: Tokenizer
     stats: PacketStats = field(default_factory=PacketStats)
     _pixel: dict[tuple[str, tuple[int, int]], Codec] = field(default_factory=dict)
+    _inter: Any = None  # the receiving end of a tokens-inter stream: its references
 
     @property
     def k_max(self) -> int:
         return int(self.tokenizer.k_max)
+
+    @property
+    def keyframe_wanted(self) -> bool:
+        """A packet coded across frames was refused for want of its reference (or of the
+        stream's context): the adapter sends a :data:`KEYFRAME_REQUEST` on its feedback path.
+        Clears when a keyframe decodes."""
+        stream = self._inter if self._inter is not None else self.tokenizer
+        return bool(getattr(stream, "keyframe_wanted", False))
+
+    def inter_stream(self) -> Any:
+        """The receiving end of the ``tokens-inter`` stream (one per receiver: the references
+        it holds), built on the first such packet from the tokenizer and its shipped prior.
+        A tokenizer without a prior refuses the stream's packets (:class:`NoInterPrior`)."""
+        if self._inter is None:
+            tok = self.tokenizer
+            if getattr(tok, "name", "") == INTER_CODEC:
+                self._inter = tok
+            else:
+                from embodied.interframe import InterPriorError, InterTokenCodec
+
+                try:
+                    self._inter = InterTokenCodec(tok)  # type: ignore[arg-type]
+                except InterPriorError as err:
+                    raise NoInterPrior(f"cannot read tokens-inter packets: {err}") from None
+        return self._inter
 
     def receive(
         self,
@@ -485,8 +522,8 @@ class Receiver:
     ) -> tuple[Observation | tuple[np.ndarray, int], int]:
         """(Observation, payload bytes) for tokens; ((image, frame id), payload bytes) for a
         pixel codec: the caller tokenizes only the image it acts on."""
-        if codec == "tokens":
-            tok = self.tokenizer
+        if codec in ("tokens", INTER_CODEC):
+            tok = self.inter_stream() if codec == INTER_CODEC else self.tokenizer
             if model_id is not None and model_id != tok.model_id:
                 raise ForeignModel(
                     f"packets of tokenizer {model_id:08x}, this receiver runs {tok.model_id:08x}",

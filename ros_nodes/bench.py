@@ -87,7 +87,7 @@ def _spawn(args: argparse.Namespace, env: dict[str, str]) -> dict[str, subproces
         resolve_executable("embodied-tokenizer-node"), *common, "-r", "__node:=tokenizer",
         "-p", f"tokenizer_dir:={args.tokenizer_dir}", "-p", "controller:=fixed",
         "-p", f"budget:={args.budget}", "-p", f"frame_rate_hz:={float(args.fps)}",
-        "-p", "log_changes:=false",
+        "-p", "log_changes:=false", "-p", f"codec:={args.codec}",
     ]  # fmt: skip
     pol = [
         resolve_executable("embodied-policy-node"), *common, "-r", "__node:=policy",
@@ -270,6 +270,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "duration_s": args.duration,
         "fps": args.fps,
         "budget": args.budget,
+        "codec": args.codec,
         "frames_published": published,
         "chunks_received": state["chunks"],
         "frames_unanswered": state["unanswered"],
@@ -295,8 +296,18 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 "budget",
                 "deadline_misses",
                 "lost",
+                "sent",
+                "keyframes",
+                "inter_frames",
+                "full_headers",
+                "keyframe_requests",
             )
         },
+        # bytes of our packets per frame over the run: header + payload (wire framing apart)
+        "packet_bytes_per_frame": float(tok.get("packet_kbps", "nan")) * 1e3 / 8 / args.fps,
+        "policy_header_bytes": pol.get("packets_header_bytes"),
+        "policy_payload_bytes": pol.get("packets_payload_bytes"),
+        "policy_packets_accepted": pol.get("packets_accepted"),
         "policy_packets_dropped": pol.get("packets_dropped"),
         "memory": mem,
         "queues": queues,
@@ -382,6 +393,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--warmup", type=float, default=5.0, help="seconds before measuring")
     ap.add_argument("--fps", type=float, default=30.0)
     ap.add_argument("--budget", type=int, default=64, help="tokens per frame")
+    ap.add_argument("--codec", default="tokens", choices=("tokens", "tokens-inter"),
+                    help="tokens-inter: coded across frames (docs/interframe.md)")  # fmt: skip
     ap.add_argument("--tokenizer-dir", default=str(DEFAULT_TOKENIZER_DIR))
     ap.add_argument("--policy-dir", default=str(DEFAULT_POLICY_DIR))
     ap.add_argument("--providers", default="", help="policy providers ('' = TRT→CUDA→CPU)")
@@ -419,6 +432,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"{report['answered_fraction']:.1%}); policy node capture→publish p50 "
         f"{report['policy_node_latency_ms']['p50']:.2f} ms"
     )
+    tk = report["tokenizer"]
+    acc = float(report["policy_packets_accepted"] or "nan")
+    hdr = float(report["policy_header_bytes"] or "nan") / acc
+    pay = float(report["policy_payload_bytes"] or "nan") / acc
+    print(f"{args.codec}: packets of {hdr + pay:.2f} bytes as received (header {hdr:.2f}, "
+          f"payload {pay:.2f}); keyframes {tk.get('keyframes', '-')}, predicted "
+          f"{tk.get('inter_frames', '-')}, full headers {tk.get('full_headers', '-')}")  # fmt: skip
     print(f"targets: p50 <= {TARGET_P50_MS} ms {'met' if t['p50_met'] else 'MISSED'}, "
           f"p99 <= {TARGET_P99_MS} ms {'met' if t['p99_met'] else 'MISSED'}")  # fmt: skip
     for k, v in report["memory"].items():

@@ -9,7 +9,11 @@
   ``/diagnostics``, and dropped; the node keeps running. Bad policy inputs
   (``PolicyInputError``) are counted the same way.
 * Every accepted packet is reported back to the tokenizer on ``tokens/feedback``
-  (capture stamp, arrival stamp, size): its controller's "delivered" reports.
+  (capture stamp, arrival stamp, size): its controller's "delivered" reports, and for a
+  stream coded across frames (``tokens-inter``) the acknowledgements its references come
+  from. A packet whose reference this node lacks (it restarted, joined mid-stream) is
+  refused (``packets_MissingReference`` / ``NoStreamContext``) and answered with a keyframe
+  request on the same topic, at most one per ``KEYFRAME_REQUEST_GAP_S``.
 * Watchdog: when no fresh observation arrived for ``watchdog_ms``, it publishes the
   stop/hold command (a chunk of zero rows) and repeats it every ``hold_repeat_s`` while
   the silence lasts; the robot drops the rest of its chunk and holds.
@@ -33,7 +37,7 @@ from sensor_msgs.msg import CompressedImage, JointState
 from std_msgs.msg import Float32MultiArray, Float64MultiArray, String
 
 from embodied.packet import PacketError, PacketStats
-from embodied.pipeline import Newest, Observation, Receiver
+from embodied.pipeline import INTER_CODEC, Newest, Observation, Receiver
 from embodied.settings import Settings
 from ros_nodes.common import (
     LiveParameters,
@@ -51,6 +55,10 @@ from ros_nodes.common import (
 )
 from ros_nodes.settings import PolicyNodeSettings
 from ros_nodes.wire import TOPICS, ArrivalReport, PacketFormat, PacketFormatError
+
+#: Keyframe requests are repeated no sooner than this: packets already in flight when the first
+#: went out are refused too, and each must not cost another keyframe.
+KEYFRAME_REQUEST_GAP_S = 0.1
 
 
 class BadFormat(PacketError):
@@ -81,7 +89,7 @@ class PolicyNode(LifecycleNode):
             self.receiver.stats = self.stats
         self.counts = dict.fromkeys(
             ("chunks", "holds", "stale", "no_proprio", "no_instruction", "input_errors",
-             "errors", "actions_late"), 0,
+             "errors", "actions_late", "keyframe_requests"), 0,
         )  # fmt: skip
         self.latency_ms = Window()
         self.infer_ms = Window()
@@ -91,6 +99,7 @@ class PolicyNode(LifecycleNode):
         self.last_obs_ns: int | None = None
         self.newest = Newest()
         self.last_hold_ns: int | None = None
+        self.last_key_request_ns: int | None = None
         self.holding = False
         self.started_ns = now_ns(self)
 
@@ -215,16 +224,28 @@ class PolicyNode(LifecycleNode):
             self.stats.drop(BadFormat(str(err)))
             self.get_logger().warning(f"dropped packet: {err}", throttle_duration_sec=2.0)
             return None
+        tokens = fmt.codec in ("tokens", INTER_CODEC)  # model-keyed: a foreign one is refused
         obs = self.receiver.receive(
-            bytes(msg.data), codec=fmt.codec,
-            model_id=fmt.model_id if fmt.codec == "tokens" else None,
+            bytes(msg.data), codec=fmt.codec, model_id=fmt.model_id if tokens else None,
             frame_shape=fmt.frame_shape,
         )  # fmt: skip
         if obs is None:
             self.get_logger().warning(
                 f"dropped packet: {self.stats.last_error}", throttle_duration_sec=2.0
             )
+            if self.receiver.keyframe_wanted:
+                self._request_keyframe()
         return obs
+
+    def _request_keyframe(self) -> None:
+        t = now_ns(self)
+        if self.last_key_request_ns is not None and (
+            t - self.last_key_request_ns < KEYFRAME_REQUEST_GAP_S * 1e9
+        ):
+            return
+        self.last_key_request_ns = t
+        self.counts["keyframe_requests"] += 1
+        self.feedback_pub.publish(feedback_msg([ArrivalReport.keyframe_request(t)]))
 
     def _on_packet(self, msg: CompressedImage) -> None:
         if not self.active or self.policy is None:

@@ -16,6 +16,7 @@ from typing import Final
 
 from embodied.codecs import codec_names
 from embodied.control.registry import REGISTRY as CONTROLLERS
+from embodied.interframe import DEFAULT_KEYFRAME_INTERVAL
 from embodied.modelfiles import MODELS_DIR
 from embodied.settings import Settings, setting
 
@@ -53,6 +54,10 @@ class TokenizerNodeSettings(Settings):
     loss_timeout_ms: float = setting(
         500.0, "a packet not reported by then counts as lost (the pipeline's loss rule)",
         lo=10.0, hi=60_000.0,
+    )  # fmt: skip
+    keyframe_interval: int = setting(
+        DEFAULT_KEYFRAME_INTERVAL, "tokens-inter: a keyframe at least every this many frames "
+        "(also on start, loss and the receiver's request)", lo=1, hi=100_000, live=False,
     )  # fmt: skip
     stats_period_s: float = setting(1.0, "diagnostics period", lo=0.05, hi=60.0, live=False)
     log_changes: bool = setting(True, "log accepted parameter changes")

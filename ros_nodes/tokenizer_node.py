@@ -8,6 +8,14 @@ codec, packet version, stream id and frame size (:class:`ros_nodes.wire.PacketFo
 ``codec`` picks the learned tokens (default) or a pixel baseline (``jpeg``, ``webp``,
 ``raw``, ``h264-intra``, ``h264``), whose budget is then a ladder rung (1 = smallest).
 
+``tokens-inter`` codes each frame against the newest one the policy node acknowledged on
+``tokens/feedback`` (embodied.interframe). The reference is kept **per stream**, not per
+subscriber: the packets topic is one stream, and the reports it is acknowledged by come from
+its one receiving policy node; a receiver that lacks a reference (it restarted or joined
+late) refuses the packet and sends a keyframe request on ``tokens/feedback`` (a row with
+frame id ``KEYFRAME_REQUEST``), and the next frame goes out as a keyframe with full header
+fields. Keyframes also go out at the start, after a loss and every ``keyframe_interval``.
+
 Parameters: the node's own (:class:`ros_nodes.settings.TokenizerNodeSettings`) and the
 controller's (:class:`embodied.control.base.ControllerSettings`, ``budget`` among them: the
 fixed controller's budget, where mode ``hold`` starts), declared from those dataclasses'
@@ -35,7 +43,7 @@ from std_msgs.msg import Float64MultiArray
 from embodied.codecs import codec_spec, make_codec
 from embodied.control import SKIP, ControllerSettings, make_controller, settings_spec
 from embodied.control.base import Controller
-from embodied.pipeline import Sender
+from embodied.pipeline import INTER_CODEC, Sender
 from embodied.settings import Settings
 from ros_nodes.common import (
     LiveParameters,
@@ -118,7 +126,9 @@ class TokenizerNode(Node):
 
         self.frame_count = 0
         self.overhead_bytes: int | None = None
-        self.counts = dict.fromkeys(("frames_in", "sent", "bad_images", "encode_errors"), 0)
+        self.counts = dict.fromkeys(
+            ("frames_in", "sent", "bad_images", "encode_errors", "keyframe_requests", "errors"), 0
+        )
         self.bytes_meter = RateMeter()
         self.wire_meter = RateMeter()
         self.latency_ms = Window()
@@ -140,7 +150,11 @@ class TokenizerNode(Node):
         name = self.p.codec
         if codec_spec(name).kind == "tokens":  # unknown names answered with the valid ones
             providers = [p for p in self.p.providers.split(",") if p.strip()] or None
-            return make_codec(name, model_dir=self.p.tokenizer_dir, providers=providers)
+            kw: dict[str, Any] = {}
+            if name == INTER_CODEC:  # stream set-up: what compact headers leave out
+                kw = {"keyframe_interval": self.p.keyframe_interval,
+                      "frame_period_ms": 1000.0 / self.p.frame_rate_hz}  # fmt: skip
+            return make_codec(name, model_dir=self.p.tokenizer_dir, providers=providers, **kw)
         res = self.p.resolution
         return make_codec(name, frame_shape=(res, res))
 
@@ -157,6 +171,20 @@ class TokenizerNode(Node):
     # ------------------------------------------------------------------ data path
 
     def _on_image(self, msg: Image) -> None:
+        try:
+            self._handle_image(msg)
+        except Exception as err:  # one bad frame must never stop the camera stream
+            self.counts["errors"] += 1
+            self.get_logger().error(f"frame handling failed: {err!r}", throttle_duration_sec=2.0)
+
+    def _on_feedback(self, msg: Float64MultiArray) -> None:
+        try:
+            self._handle_feedback(msg)
+        except Exception as err:  # a bad report is counted and dropped, never fatal
+            self.counts["errors"] += 1
+            self.get_logger().error(f"feedback handling failed: {err!r}", throttle_duration_sec=2.0)
+
+    def _handle_image(self, msg: Image) -> None:
         t_in = now_ns(self)
         self.counts["frames_in"] += 1
         try:
@@ -195,7 +223,7 @@ class TokenizerNode(Node):
             self.sender.on_sent(
                 capture, budget=k, packet_bytes=n, overhead_bytes=self.overhead_bytes,
                 capture_time=capture / 1e9, send_time=t_sent / 1e9, compute_s=compute,
-                frame_id=self.frame_count,
+                frame_id=self.frame_count, keyframe=enc.header.keyframe,
             )  # fmt: skip
         except ValueError:  # a camera that repeats a stamp: the packet went, unreported
             self.get_logger().warning(f"capture stamp {capture} repeated", throttle_duration_sec=5)
@@ -206,7 +234,7 @@ class TokenizerNode(Node):
         self.bytes_meter.add(t_sent, n)
         self.wire_meter.add(t_sent, n + self.overhead_bytes)
 
-    def _on_feedback(self, msg: Float64MultiArray) -> None:
+    def _handle_feedback(self, msg: Float64MultiArray) -> None:
         t = now_ns(self)
         width = len(FEEDBACK_FIELDS)
         data = list(msg.data)
@@ -217,6 +245,10 @@ class TokenizerNode(Node):
                 rep = ArrivalReport.from_row(data[i : i + width])
             except ValueError:
                 self.sender.unknown_reports += 1
+                continue
+            if rep.is_keyframe_request:  # the receiver lacks a reference (tokens-inter)
+                self.counts["keyframe_requests"] += 1
+                self.sender.request_keyframe()
                 continue
             fate = self.sender.on_report(
                 rep.capture_ns, arrival_time=rep.arrival_ns / 1e9, observed_at=t / 1e9
@@ -253,6 +285,7 @@ class TokenizerNode(Node):
             # the pipeline's one definition: late, lost or skipped, of frames whose fate is known
             **f.as_dict(),
             "pending": len(self.sender.pending),
+            **self._stream_stats(),
             "unknown_reports": self.sender.unknown_reports,
             **self.counts,
         }
@@ -260,6 +293,15 @@ class TokenizerNode(Node):
         if self.counts["sent"] == 0:
             level, message = 1, "no frames encoded yet"
         self.diag_pub.publish(diagnostics(self, values, level=level, message=message))
+
+    def _stream_stats(self) -> dict[str, int]:
+        """Coding across frames (tokens-inter): keyframes and predicted frames sent, packets
+        with the full header fields (the rest carried the 3-byte compact header)."""
+        if self.sender.stream is None:
+            return {}
+        c = self.codec
+        return {"keyframes": c.keyframes, "inter_frames": c.inter_frames,
+                "full_headers": c.full_headers}  # fmt: skip
 
 
 def _kbps(bps: float | None) -> float:

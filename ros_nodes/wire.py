@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Final, Literal
 
 from embodied.packet import VERSION as PACKET_VERSION
+from embodied.pipeline import KEYFRAME_REQUEST
 
 QosKind = Literal["sensor", "reliable", "latched"]
 
@@ -99,7 +100,8 @@ TOPICS: Final[dict[str, Topic]] = {
         "std_msgs/msg/Float64MultiArray",
         "reliable",
         "policy",
-        "arrival report per packet, rows of [" + ", ".join(FEEDBACK_FIELDS) + "]",
+        "arrival report per packet, rows of [" + ", ".join(FEEDBACK_FIELDS) + "]; a row "
+        f"with frame_id {KEYFRAME_REQUEST} asks for a keyframe (tokens-inter)",
     ),
     "actions": Topic(
         "policy/actions",
@@ -218,6 +220,16 @@ class ArrivalReport:
     capture_ns: int
     arrival_ns: int
     packet_bytes: int
+
+    @classmethod
+    def keyframe_request(cls, at_ns: int) -> ArrivalReport:
+        """The receiver lacks a reference of a stream coded across frames: "send a keyframe"
+        (a report about frame ``KEYFRAME_REQUEST``, no capture, made at ``at_ns``)."""
+        return cls(KEYFRAME_REQUEST, 0, int(at_ns), 0)
+
+    @property
+    def is_keyframe_request(self) -> bool:
+        return self.frame_id == KEYFRAME_REQUEST
 
     def to_row(self) -> list[float]:
         cs, cn = divmod(self.capture_ns, 10**9)

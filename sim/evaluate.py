@@ -252,11 +252,8 @@ def run_episode(
     inter = point.codec == "tokens-inter"
     from embodied.interframe import InterTokenCodec
 
-    if inter:  # one stream state per end: the sender's references, the receiver's
-        assert tokenizer is not None
-        receiver = Receiver(InterTokenCodec(tokenizer))
-    else:
-        receiver = Receiver(tokenizer) if tokenizer is not None else None
+    # tokens-inter: one stream state per end (the sender's codec, the receiver's own)
+    receiver = Receiver(tokenizer) if tokenizer is not None else None
     chunker = ActionChunker(action_dim=policy.spec.action_dim)
     compute_s = compute_ms / 1e3
     dt = 1.0 / control_hz
@@ -335,12 +332,12 @@ def run_episode(
             seen = receiver.from_frame(ready[-1].payload)
         else:
             seen, newest, refused = receiver.receive_newest(
-                [x.payload for x in ready], codec="tokens" if inter else point.codec
+                [x.payload for x in ready], codec=point.codec
             )
             for i in refused:
                 if ready[i].key >= first:  # a warm-up frame is not the episode's
                     session.refused(ready[i].capture_time, ready[i].arrival_time)
-            if refused and getattr(receiver.tokenizer, "keyframe_wanted", False):
+            if refused and receiver.keyframe_wanted:
                 session.request_keyframe(ready[refused[-1]].arrival_time)
         if seen is not None and newest is not None:
             obs_step = ready[newest].key - first

@@ -79,10 +79,10 @@ def build_points(a: argparse.Namespace) -> list[Point]:
     points: list[Point] = []
     tokenizers = [t for t in a.tokenizers.split(",") if t]
     codecs = [c for c in a.codecs.split(",") if c]
-    valid = ["tokens", "tokens-inter", *codec_names()]
+    valid = codec_names()
     for c in codecs:
         if c not in valid:
-            raise ValueError(f"unknown codec {c!r}; valid codecs: {', '.join(sorted(set(valid)))}")
+            raise ValueError(f"unknown codec {c!r}; valid codecs: {', '.join(valid)}")
     if a.traces:
         from embodied.control.registry import available
         from embodied.link.catalog import entry

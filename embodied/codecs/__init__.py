@@ -147,3 +147,11 @@ register_codec(
     kind="tokens",
     help="learned 1-D visual tokens (FSQ + range coding), budget = token count k",
 )
+register_codec(
+    "tokens-inter",
+    "embodied.interframe:make_inter_codec",
+    codec_id=CodecId.TOKENS,
+    kind="tokens",
+    help="learned tokens coded across frames (prior given the acknowledged reference), "
+    "keyframes on start/loss/request/interval, compact headers; stateful",
+)

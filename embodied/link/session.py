@@ -22,9 +22,7 @@ import numpy as np
 from embodied.control.base import SKIP
 from embodied.link.emulator import LinkConfig, LinkEmulator, PacketResult
 from embodied.link.traces import Trace
-from embodied.pipeline import FateCounts, Sender, StreamStats, frame_fate
-
-KEYFRAME_REQUEST = -1  # a report of no frame: the receiver asks for a keyframe
+from embodied.pipeline import KEYFRAME_REQUEST, FateCounts, Sender, StreamStats, frame_fate
 
 
 @dataclass(frozen=True)

@@ -167,6 +167,59 @@ def test_receiver_joining_mid_stream_asks_for_a_keyframe(tok, prior):
     del rcv
 
 
+def test_the_pipeline_receiver_reads_the_stream_and_asks_for_keyframes(tok, prior):
+    """The one receiver every adapter runs (eval, ROS policy node): ``tokens-inter`` packets
+    by codec name, its own stream end, refusals counted and a keyframe wanted, not raised."""
+    from embodied.pipeline import INTER_CODEC, Receiver
+
+    snd = InterTokenCodec(tok, prior=prior)
+    rcv = Receiver(tok)
+    rcv._inter = InterTokenCodec(tok, prior=prior)  # the fixture's prior (tok-tiny ships none)
+    seq = _walk(12, 0.05, seed=9)
+    obs = []
+    for i, codes in enumerate(seq[:6]):
+        pkt = snd.encode_codes(codes, 4, i, 0).packet
+        obs.append(rcv.receive(pkt, codec=INTER_CODEC, model_id=snd.model_id))
+        snd.acknowledge(i)
+    assert all(o is not None for o in obs) and snd.inter_frames == 5
+    assert np.array_equal(obs[-1].token_ids[:4], tok.codes_to_ids(seq[5][:4]))
+    assert not rcv.keyframe_wanted
+    late = Receiver(tok)
+    late._inter = InterTokenCodec(tok, prior=prior)
+    pkt = snd.encode_codes(seq[6], 4, 6, 0).packet
+    assert late.receive(pkt, codec=INTER_CODEC) is None  # joined mid-stream: refused
+    assert late.keyframe_wanted and late.stats.dropped == {"NoStreamContext": 1}
+    # as an intra stream, or under another model id, the packet is refused too
+    assert rcv.receive(pkt, codec="tokens") is None
+    assert rcv.receive(pkt, codec=INTER_CODEC, model_id=tok.model_id) is None
+    snd.request_keyframe()
+    key = snd.encode_codes(seq[7], 4, 7, 0).packet
+    assert late.receive(key, codec=INTER_CODEC) is not None and not late.keyframe_wanted
+    # a tokenizer with no shipped prior refuses the stream's packets, counted, never raised
+    bare = Receiver(tok)
+    assert bare.receive(key, codec=INTER_CODEC) is None
+    assert bare.stats.dropped == {"NoInterPrior": 1}
+
+
+def test_registry_codec_fits_a_packet_size_target():
+    """``make_codec("tokens-inter")`` (the shipped tokenizer): target_bytes picks the most
+    tokens whose packet, as coded now (keyframe or predicted), fits."""
+    from embodied.codecs import make_codec
+    from embodied_tools.bench_codecs import synthetic_frames
+
+    codec = make_codec("tokens-inter", frame_period_ms=50.0)
+    assert isinstance(codec, InterTokenCodec) and codec.frame_period_ms == 50.0
+    frames = synthetic_frames(4)
+    key = codec.encode(frames[0], target_bytes=40, frame_id=0)
+    assert key.header.keyframe and key.target_met and len(key.packet) <= 40
+    assert len(codec.encode(frames[0], budget=key.header.budget + 1).packet) > 40
+    codec.acknowledge(0)  # the receiver holds frame 0: frame 1 is predicted from it
+    inter = codec.encode(frames[0], target_bytes=40, frame_id=1)
+    assert not inter.header.keyframe and inter.header.budget > key.header.budget
+    tiny = codec.encode(frames[1], target_bytes=1, frame_id=2)
+    assert tiny.header.budget == 1 and not tiny.target_met
+
+
 def test_reordered_and_duplicated_packets_are_exact_or_refused(tok, prior):
     snd, rcv = _pair(tok, prior)
     seq = _walk(60, 0.1, seed=9)

@@ -4,7 +4,9 @@
 * a live budget change reaches the wire within 2 frames; bad values are refused, old kept;
 * malformed packets are dropped and counted; the policy node keeps running;
 * the policy node killed mid-episode: the robot holds; restarted: the graph resumes;
-* the camera node's lifecycle (configure/activate at start, deactivate, cleanup).
+* the camera node's lifecycle (configure/activate at start, deactivate, cleanup);
+* a ``tokens-inter`` stream: predicted frames with compact headers, a policy node joining
+  mid-stream asks for a keyframe and reads on, lost acknowledgements fall back to keyframes.
 """
 
 from __future__ import annotations
@@ -115,18 +117,18 @@ def test_sim_graph_runs_a_full_episode(models, procs, ros, tmp_path):
     assert {"/camera/image_raw", "/tokens/packets", "/policy/actions", "/diagnostics"} <= topics
 
 
-def _image_publisher(ros, rate_hz: float = 30.0):
+def _image_publisher(ros, rate_hz: float = 30.0, n_frames: int = 8):
     from sensor_msgs.msg import Image
 
     from ros_nodes.common import rgb_to_image
 
     pub = ros.node.create_publisher(Image, "camera/image_raw", _qos("image"))
     rng = np.random.default_rng(0)
-    frames = [rng.integers(0, 255, (64, 64, 3), dtype=np.uint8) for _ in range(8)]
+    frames = [rng.integers(0, 255, (64, 64, 3), dtype=np.uint8) for _ in range(n_frames)]
     count = [0]
 
     def tick() -> None:
-        msg = rgb_to_image(frames[count[0] % 8], ros.node.get_clock().now().to_msg())
+        msg = rgb_to_image(frames[count[0] % n_frames], ros.node.get_clock().now().to_msg())
         pub.publish(msg)
         count[0] += 1
 
@@ -200,6 +202,87 @@ def test_live_budget_change_within_two_frames_and_bad_values_refused(models, pro
     ros.spin_until(lambda: len(packets) >= n + 3, 10, "packets after the refusals")
     assert set(budgets(n)) == {24}  # the refusals changed nothing on the wire
     assert node.poll() is None
+
+
+def test_tokens_inter_stream_join_mid_stream_and_lost_acks(models, procs, ros):
+    """The reference is kept per stream: the tokenizer predicts from the newest frame the
+    policy acknowledged. A second policy node joining mid-stream refuses the compact
+    packets, asks for a keyframe on tokens/feedback and decodes from it on; with every
+    receiver gone the acknowledgements stop and the stream falls back to keyframes."""
+    from diagnostic_msgs.msg import DiagnosticArray
+    from sensor_msgs.msg import CompressedImage
+    from std_msgs.msg import Float64MultiArray
+
+    from embodied.interframe import INTER_PRIOR_FILE
+    from embodied.packet import COMPACT_VERSION
+    from ros_nodes.common import diag_values
+    from ros_nodes.wire import FEEDBACK_FIELDS, PacketFormat
+
+    tok, pol = models
+    if not (tok / INTER_PRIOR_FILE).is_file():
+        pytest.skip(f"{tok} has no {INTER_PRIOR_FILE}")
+    procs.node(
+        "embodied-tokenizer-node", "tokenizer", tokenizer_dir=tok, codec="tokens-inter",
+        budget=16, loss_timeout_ms=300.0,
+    )  # fmt: skip
+    policy_params = {"tokenizer_dir": tok, "policy_dir": pol, "watchdog_ms": 10000.0, **LENIENT}
+    first = procs.node("embodied-policy-node", "policy", **policy_params)
+    packets = ros.collect(CompressedImage, "tokens/packets", _qos("packets"))
+    feedback = ros.collect(Float64MultiArray, "tokens/feedback", _qos("feedback"))
+    diags = ros.collect(DiagnosticArray, "/diagnostics", _qos("diagnostics"))
+    _image_publisher(ros, n_frames=1)  # a still scene: predicted frames change nothing
+
+    def compact(m) -> bool:
+        return bytes(m.data)[0] >> 6 == COMPACT_VERSION
+
+    def acked() -> int:
+        return sum(len(m.data) // len(FEEDBACK_FIELDS) for _, m in feedback)
+
+    def stats(node: str) -> dict[str, str]:
+        for _, m in reversed(diags):
+            v = diag_values(m, f"/{node}")
+            if v:
+                return next(iter(v.values()))
+        return {}
+
+    ros.spin_until(lambda: acked() >= 30, 90, "30 acknowledged packets")
+    fmt = PacketFormat.parse(packets[-1][1].format)
+    assert fmt.codec == "tokens-inter"
+    n = len(packets)
+    ros.spin_until(lambda: len(packets) >= n + 30, 20, "30 more packets")
+    recent = [m for _, m in packets[n:]]
+    inter = [m for m in recent if compact(m)]
+    assert len(inter) >= 25, [len(m.data) for m in recent]
+    # a frame that changes nothing: the 3-byte compact header and no payload
+    assert np.median([len(m.data) for m in inter]) == 3
+
+    second = procs.node("embodied-policy-node", "policy_late", **policy_params)
+
+    ros.spin_until(
+        lambda: int(stats("policy_late").get("packets_accepted", 0)) >= 10, 60,
+        "the late policy decoding the stream",
+    )  # fmt: skip
+    late = stats("policy_late")
+    assert int(late["keyframe_requests"]) >= 1
+    assert int(late.get("packets_dropped_NoStreamContext", 0)) >= 1, late
+    ros.spin_until(lambda: int(stats("tokenizer").get("keyframe_requests", 0)) >= 1, 10, "stats")
+    assert int(stats("policy").get("packets_dropped", 0)) == 0  # the first one lost nothing
+
+    procs.kill(first)
+    procs.kill(second)
+    ros.spin_for(3.0)  # no acknowledgements: losses declared, references age out
+    n = len(packets)
+    ros.spin_until(lambda: len(packets) >= n + 10, 10, "packets with no receiver")
+    heads = [bytes(m.data)[:2].hex() for _, m in packets[n:]]
+    assert not any(compact(m) for _, m in packets[n:]), (heads, stats("tokenizer"))  # keyframes
+    procs.node("embodied-policy-node", "policy", **policy_params)
+    n = len(packets)
+    ros.spin_until(
+        lambda: sum(compact(m) for _, m in packets[n:]) >= 10, 60,
+        "predicted frames again after a policy came back",
+    )  # fmt: skip
+    t = stats("tokenizer")
+    assert int(t["keyframes"]) >= 10 and int(t["inter_frames"]) >= 40, t
 
 
 def test_malformed_packets_are_dropped_counted_and_the_policy_keeps_running(models, procs, ros):

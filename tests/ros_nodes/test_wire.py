@@ -50,6 +50,9 @@ def test_chunk_label_and_feedback_rows_are_exact():
     assert ArrivalReport.from_row(row) == r  # nanoseconds survive the doubles
     with pytest.raises(ValueError):
         ArrivalReport.from_row(row[:-1])
+    assert not r.is_keyframe_request
+    req = ArrivalReport.from_row(ArrivalReport.keyframe_request(stamp).to_row())
+    assert req.is_keyframe_request and req.arrival_ns == stamp and req.capture_ns == 0
 
 
 def test_graphs_define_the_three_graphs_once():
