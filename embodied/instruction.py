@@ -6,7 +6,8 @@ The policy takes an instruction as a 384-d L2-normalised all-MiniLM-L6-v2 embedd
 1. ``instruction_cache.json``: phrasing → 384 floats, built once on the training side
    for every phrasing the benchmark suite uses (``policies.export_instruction``), so a
    robot that only ever hears known instructions ships no encoder at all;
-2. the sentence encoder exported to ONNX (fp32, or int8 to fit the model budget), run
+2. the sentence encoder exported to ONNX (fp32, or int8 to fit the model budget; the int8
+   one ships in ``embodied/models/instruction/``, shared by every policy), run
    by ONNX Runtime with the HF ``tokenizers`` tokenizer from the same model directory,
    then mean pooling over real tokens and L2 normalisation, which is exactly the
    sentence-transformers recipe for this model. Results go into the in-memory cache, so
@@ -156,6 +157,11 @@ def default_tokenizer_path() -> Path | None:
     return p if p.is_file() else None
 
 
+def encoder_file(model_dir: Path) -> Path | None:
+    """The sentence encoder a directory holds (int8 preferred), or None."""
+    return next((model_dir / n for n in ENCODER_FILENAMES if (model_dir / n).is_file()), None)
+
+
 class InstructionEncoder:
     """Text → 384-d L2-normalised embedding, cache first, ONNX encoder second.
 
@@ -217,16 +223,23 @@ class InstructionEncoder:
         return tok
 
     @classmethod
-    def from_dir(cls, model_dir: str | Path, **kwargs) -> InstructionEncoder:
+    def from_dir(
+        cls, model_dir: str | Path, *, encoder_dir: str | Path | None = None, **kwargs
+    ) -> InstructionEncoder:
         """Open what a model directory holds: cache, encoder (int8 preferred), tokenizer.
 
         Any of the three may be missing; what is missing only matters when an instruction
-        outside the cache is asked for.
+        outside the cache is asked for. ``encoder_dir``: where to take the encoder and its
+        tokenizer from when ``model_dir`` has none (a policy's directory carries its cache,
+        the shipped ``instruction/`` directory the one encoder every policy shares).
         """
         d = Path(model_dir)
         cache = d / CACHE_FILENAME
-        enc = next((d / n for n in ENCODER_FILENAMES if (d / n).is_file()), None)
-        tok = d / TOKENIZER_FILENAME
+        enc = encoder_file(d)
+        src = d
+        if enc is None and encoder_dir is not None:
+            enc, src = encoder_file(Path(encoder_dir)), Path(encoder_dir)
+        tok = src / TOKENIZER_FILENAME
         return cls(
             encoder_path=enc,
             tokenizer_path=tok if tok.is_file() else None,

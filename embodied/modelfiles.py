@@ -135,6 +135,9 @@ MODELS_DIR = shipped()
 #: the suite's instruction cache (+ encoder, where exported), used by a policy directory that
 #: has no instruction files of its own
 INSTRUCTION_DIR = shipped("instruction")
+#: What ``embodied/models`` may weigh in all (MB): tokenizers, policies and the one int8 sentence
+#: encoder every policy shares (23 MB of it), so a new sentence needs nothing but the checkout.
+MODEL_BUDGET_MB = 55.0
 DEFAULT_TOKENIZER = "tok-task"
 DEFAULT_POLICY = "vla-task"
 
@@ -461,6 +464,7 @@ __all__ = [
     "FORMAT_VERSION",
     "INSTRUCTION_CACHE",
     "INSTRUCTION_DIR",
+    "MODEL_BUDGET_MB",
     "MODELS_DIR",
     "POLICY_IO",
     "POLICY_JSON",

@@ -17,6 +17,11 @@
 * Watchdog: when no fresh observation arrived for ``watchdog_ms``, it publishes the
   stop/hold command (a chunk of zero rows) and repeats it every ``hold_repeat_s`` while
   the silence lasts; the robot drops the rest of its chunk and holds.
+* An instruction the policy reads as none of its tasks (task belief of the likeliest under
+  ``min_task_belief``, 0.5) is a warning on ``/diagnostics``; with ``unsure_instruction``
+  ``hold`` (the default) the node publishes the hold command instead of guessing, ``act``
+  acts anyway. Any sentence is read: the policy's instruction cache first, else the sentence
+  encoder shipped in ``embodied/models/instruction`` (ONNX Runtime, no torch).
 * Lifecycle: the models load in ``on_configure`` (so a missing file is a failed
   transition, not a crash) and are freed in ``on_cleanup``; ``autostart`` (default
   true) configures and activates at start-up, as a launch file usually wants.
@@ -89,7 +94,7 @@ class PolicyNode(LifecycleNode):
             self.receiver.stats = self.stats
         self.counts = dict.fromkeys(
             ("chunks", "holds", "stale", "no_proprio", "no_instruction", "input_errors",
-             "errors", "actions_late", "keyframe_requests"), 0,
+             "errors", "actions_late", "keyframe_requests", "instruction_holds"), 0,
         )  # fmt: skip
         self.latency_ms = Window()
         self.infer_ms = Window()
@@ -101,6 +106,7 @@ class PolicyNode(LifecycleNode):
         self.last_hold_ns: int | None = None
         self.last_key_request_ns: int | None = None
         self.holding = False
+        self.hold_reason = ""
         self.started_ns = now_ns(self)
 
     # ------------------------------------------------------------------ parameters
@@ -275,6 +281,10 @@ class PolicyNode(LifecycleNode):
                 return
             if self.belief is None or self.belief[0] != instruction:
                 self._read_instruction(instruction)
+            if self._unsure() and self.p.unsure_instruction == "hold":
+                self.counts["instruction_holds"] += 1
+                self._hold(arrival, "instruction")
+                return
             t0 = time.perf_counter()
             try:
                 chunk = self.policy.infer(
@@ -294,8 +304,10 @@ class PolicyNode(LifecycleNode):
                 self.counts["actions_late"] += 1
             self.counts["chunks"] += 1
             if self.holding:
-                self.get_logger().info("observations are back: acting again")
+                why = {"watchdog": "observations are back", "instruction": "instruction read"}
+                self.get_logger().info(f"{why.get(self.hold_reason, 'resumed')}: acting again")
             self.holding = False
+            self.hold_reason = ""
         except Exception as err:  # one bad message must never stop the robot's brain
             self.counts["errors"] += 1
             self.get_logger().error(f"packet handling failed: {err!r}", throttle_duration_sec=2.0)
@@ -315,12 +327,22 @@ class PolicyNode(LifecycleNode):
         top = list(belief.items())[:3]
         self.belief = (instruction, top[0][0], top[0][1])
         shown = ", ".join(f"{t} {v:.2f}" for t, v in top)
-        if top[0][1] < 0.5:
-            self.get_logger().warning(f"instruction {instruction!r} is ambiguous: {shown}")
+        if top[0][1] < self.p.min_task_belief:
+            then = "holding" if self.p.unsure_instruction == "hold" else "acting anyway"
+            self.get_logger().warning(
+                f"instruction {instruction!r} is read as none of the policy's tasks "
+                f"({shown}; min_task_belief {self.p.min_task_belief}): {then}"
+            )
         else:
             self.get_logger().info(f"instruction {instruction!r} read as {shown}")
 
     # ------------------------------------------------------------------ watchdog
+
+    def _unsure(self) -> bool:
+        """The instruction is read as none of the policy's tasks (its likeliest task's belief
+        is under ``min_task_belief``); False for a policy without a task belief."""
+        b = self.belief
+        return b is not None and bool(b[1]) and b[2] < self.p.min_task_belief
 
     def _watchdog(self) -> None:
         if not self.active:
@@ -329,16 +351,24 @@ class PolicyNode(LifecycleNode):
         since = self.last_obs_ns if self.last_obs_ns is not None else self.started_ns
         if (t - since) / 1e6 <= self.p.watchdog_ms:
             return
-        repeat_ns = self.p.hold_repeat_s * 1e9
-        if self.holding and self.last_hold_ns is not None and t - self.last_hold_ns < repeat_ns:
-            return
-        if not self.holding:
+        if not self.holding or self.hold_reason != "watchdog":
             self.get_logger().warning(
                 f"no observation for {(t - since) / 1e6:.0f} ms: holding the robot"
             )
+        self._hold(t, "watchdog")
+
+    def _hold(self, t: int, reason: str) -> None:
+        """Publish the stop/hold command (a chunk of zero rows), repeated every
+        ``hold_repeat_s`` while the reason lasts: ``watchdog`` (no fresh observation) or
+        ``instruction`` (an instruction read as none of the policy's tasks)."""
+        repeat_ns = self.p.hold_repeat_s * 1e9
+        same = self.holding and self.hold_reason == reason
+        if same and self.last_hold_ns is not None and t - self.last_hold_ns < repeat_ns:
+            return
         dim = self.policy.spec.action_dim if self.policy is not None else 4
         self.actions_pub.publish(chunk_to_msg(np.zeros((0, dim), np.float32), 0, 0))
         self.holding = True
+        self.hold_reason = reason
         self.last_hold_ns = t
         self.counts["holds"] += 1
 
@@ -354,6 +384,8 @@ class PolicyNode(LifecycleNode):
             "infer_p50_ms": self.infer_ms.pct(50),
             "infer_p99_ms": self.infer_ms.pct(99),
             "holding": self.holding,
+            "hold_reason": self.hold_reason,
+            "instruction": self.belief[0] if self.belief else "",
             "proprio_buffer": len(self.proprio),
             "task": self.belief[1] if self.belief else "",
             "task_belief": self.belief[2] if self.belief else float("nan"),
@@ -361,7 +393,13 @@ class PolicyNode(LifecycleNode):
             **self.counts,
         }
         level = 0 if self.active and not self.holding else 1
-        message = "holding: no fresh observation" if self.holding else state
+        message = state
+        if self.holding:
+            message = {"watchdog": "holding: no fresh observation",
+                       "instruction": "holding: the instruction is read as none of the "
+                       "policy's tasks"}.get(self.hold_reason, "holding")  # fmt: skip
+        elif self.active and self._unsure():  # unsure_instruction = act: warn, act anyway
+            level, message = 1, "acting on an instruction read as none of the policy's tasks"
         self.diag_pub.publish(diagnostics(self, values, level=level, message=message))
 
 

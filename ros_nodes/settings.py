@@ -102,6 +102,15 @@ class PolicyNodeSettings(Settings):
         "(actions_late; frame deadline misses are the tokenizer node's)", lo=1.0, hi=10_000.0,
     )  # fmt: skip
     instruction: str = setting("", "instruction override ('' = from robot/instruction)")
+    min_task_belief: float = setting(
+        0.5, "an instruction read as its likeliest task with less belief than this is read as "
+        "none of the policy's tasks: a warning on /diagnostics (policies with a task belief)",
+        lo=0.0, hi=1.0,
+    )  # fmt: skip
+    unsure_instruction: str = setting(
+        "hold", "on such an instruction: hold the robot (publish the hold command) or act anyway",
+        choices=("hold", "act"),
+    )  # fmt: skip
     autostart: bool = setting(True, "configure and activate at start-up", live=False)
     stats_period_s: float = setting(1.0, "diagnostics period", lo=0.05, hi=60.0, live=False)
 
@@ -137,7 +146,10 @@ class SimRobotNodeSettings(Settings):
     resolution: int = setting(64, "camera resolution (square)", lo=16, hi=512, live=False)
     camera: str = setting("corner", "MuJoCo camera", live=False)
     instruction_split: str = setting(
-        "train", "instruction phrasings", choices=("train", "heldout"), live=False
+        "train",
+        "instruction phrasings (sim.suite.INSTRUCTION_SPLITS)",
+        choices=("train", "heldout", "novel"),
+        live=False,
     )
     max_steps: int = setting(0, "steps per episode, 0 = the task's", lo=0, hi=1_000_000, live=False)
     action_timeout_ms: float = setting(

@@ -29,7 +29,7 @@ import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
 
-from sim.suite import TaskSpec, get_task, instruction_for, layout_for
+from sim.suite import INSTRUCTION_SPLITS, TaskSpec, get_task, instruction_for, layout_for
 
 MIN_RESOLUTION = 16
 MAX_RESOLUTION = 512
@@ -115,9 +115,10 @@ class MetaWorldTaskEnv(gym.Env):
         super().__init__()
         self.spec_task: TaskSpec = get_task(task)
         self.resolution = check_resolution(resolution)
-        if instruction_split not in ("train", "heldout"):
+        if instruction_split not in INSTRUCTION_SPLITS:
             raise ValueError(
-                f"instruction_split must be 'train' or 'heldout', got {instruction_split!r}"
+                f"instruction_split must be one of {', '.join(INSTRUCTION_SPLITS)}, "
+                f"got {instruction_split!r}"
             )
         self.instruction_split = instruction_split
         self.max_steps = int(max_steps or self.spec_task.max_steps)

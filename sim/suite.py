@@ -338,9 +338,32 @@ def layout_for(task: TaskSpec | str, seed: int) -> np.ndarray:
     return rng.uniform(np.array(spec.obj_low), np.array(spec.obj_high))
 
 
+#: New sentences, two per task, for the "any instruction" check (``embodied eval --instructions
+#: novel``): written for it, in no training pool, held-out set or shipped instruction cache
+#: (tested), so a policy can only read them through the shipped sentence encoder.
+NOVEL_INSTRUCTIONS: dict[str, tuple[str, ...]] = {
+    "button-press-topdown": ("hit the button from the top", "smash the button downward from overhead"),
+    "button-press": ("push the button that faces you", "press the button straight in with the gripper"),
+    "drawer-open": ("yank the drawer toward the robot", "pull the drawer all the way out"),
+    "drawer-close": ("shove the drawer back into the cabinet", "close the drawer by pushing it in all the way"),
+    "window-open": ("slide the window glass to open it", "open the window by sliding it along"),
+    "window-close": ("slide the window glass back to shut it", "close the window by sliding it back"),
+    "door-open": ("pull the door so it swings open", "open the door by pulling on the handle"),
+    "faucet-open": ("turn on the water tap", "twist the tap handle to let the water run"),
+    "faucet-close": ("turn off the water tap", "twist the tap handle to stop the water"),
+    "handle-press": ("push the lever downward", "press the handle all the way to the bottom"),
+    "coffee-button": ("press the button on the espresso maker", "turn on the coffee maker with its button"),
+}  # fmt: skip
+INSTRUCTION_SPLITS = ("train", "heldout", "novel")
+
+
 def instruction_for(task: TaskSpec, seed: int, split: str = "train") -> str:
-    """A phrasing for the episode, drawn by seed from the training or held-out phrasings."""
-    pool = {"train": task.train_instructions, "heldout": task.heldout_instructions}
+    """A phrasing for the episode, drawn by seed from the training, held-out or novel
+    (:data:`NOVEL_INSTRUCTIONS`) phrasings."""
+    pool = {"train": task.train_instructions, "heldout": task.heldout_instructions,
+            "novel": NOVEL_INSTRUCTIONS.get(task.name, ())}  # fmt: skip
+    if split == "novel" and not pool["novel"]:
+        raise ValueError(f"task {task.name!r} has no novel phrasings")
     if split not in pool:
         raise ValueError(f"instruction split must be one of {sorted(pool)}, got {split!r}")
     rng = np.random.default_rng([task_key(task.name), int(seed), 7])

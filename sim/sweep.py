@@ -36,6 +36,7 @@ import numpy as np
 from embodied.metrics import Rate, vision_gain
 from embodied.pipeline import FateCounts
 from sim.evaluate import MODELS_DIR, TOKEN_CODECS, Point, episode_job, fates_of, run_episode
+from sim.suite import INSTRUCTION_SPLITS
 
 DEFAULT_BUDGETS = (1, 2, 4, 8, 16, 64)
 DEFAULT_TARGETS = {  # packet bytes per frame, header included
@@ -453,7 +454,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--loss", default="0",
                    help="trace mode: packet loss variants, e.g. 0,1,5,burst (%% random loss, or "
                         "Gilbert-Elliott bursts)")  # fmt: skip
-    p.add_argument("--instructions", choices=["train", "heldout"], default="train")
+    p.add_argument("--instructions", choices=list(INSTRUCTION_SPLITS), default="train",
+                   help="phrasings: the training ones, the held-out ones, or novel sentences "
+                   "(sim.suite.NOVEL_INSTRUCTIONS) read through the shipped sentence encoder")  # fmt: skip
     p.add_argument("--control-hz", type=float, default=30.0)
     p.add_argument("--models", default=str(MODELS_DIR))
     p.add_argument("--workers", type=int, default=os.cpu_count() or 1)

@@ -217,10 +217,13 @@ class OnnxPolicy:
             return enc
         if enc is not None:
             return InstructionEncoder.from_dir(enc)
+        # the policy's own cache (what it was trained with) first; a sentence outside it is
+        # embedded by the policy's own encoder, else by the one shipped for every policy
         own = [self.model_dir / n for n in (CACHE_FILENAME, *ENCODER_FILENAMES)]
-        if any(p.is_file() for p in own) or not INSTRUCTION_DIR.is_dir():
-            return InstructionEncoder.from_dir(self.model_dir)
-        return InstructionEncoder.from_dir(INSTRUCTION_DIR)
+        shared = INSTRUCTION_DIR if INSTRUCTION_DIR.is_dir() else None
+        if any(p.is_file() for p in own) or shared is None:
+            return InstructionEncoder.from_dir(self.model_dir, encoder_dir=shared)
+        return InstructionEncoder.from_dir(shared)
 
     # -- validation ----------------------------------------------------------------
 

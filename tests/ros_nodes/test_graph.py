@@ -376,6 +376,85 @@ def test_malformed_packets_are_dropped_counted_and_the_policy_keeps_running(mode
         assert d["task"] == "drawer-open" and float(d["task_belief"]) > 0.5, d
 
 
+def test_an_instruction_read_as_no_task_holds_and_a_new_sentence_acts(models, procs, ros):
+    """Any sentence is read (the shipped sentence encoder); one read as none of the policy's
+    tasks holds the robot with a warning on /diagnostics, ``unsure_instruction:=act`` (set
+    live) acts anyway, and a never-seen phrasing of a task acts."""
+    from diagnostic_msgs.msg import DiagnosticArray
+    from rclpy.parameter import Parameter
+    from rclpy.parameter_client import AsyncParameterClient
+    from sensor_msgs.msg import CompressedImage, JointState
+    from std_msgs.msg import Float32MultiArray
+
+    from embodied.codecs.tokens import TokenCodec
+    from ros_nodes.common import diag_values, msg_to_chunk, ns_to_stamp
+    from ros_nodes.wire import PROPRIO_NAMES, PacketFormat
+
+    tok, pol = models
+    if not json.loads((pol / "policy.json").read_text()).get("tasks"):
+        pytest.skip(f"{pol} has no task belief")
+    codec = TokenCodec(tok)
+    procs.node(
+        "embodied-policy-node", "policy", tokenizer_dir=tok, policy_dir=pol,
+        watchdog_ms=10000.0, instruction="make me a sandwich", **LENIENT,
+    )  # fmt: skip
+    pkt_pub = ros.node.create_publisher(CompressedImage, "tokens/packets", _qos("packets"))
+    prop_pub = ros.node.create_publisher(JointState, "robot/proprio", _qos("proprio"))
+    actions = ros.collect(Float32MultiArray, "policy/actions", _qos("actions"))
+    diags = ros.collect(DiagnosticArray, "/diagnostics", _qos("diagnostics"))
+    fmt = str(PacketFormat("tokens", codec.model_id, codec.frame_shape))
+    frame = np.random.default_rng(1).integers(0, 255, (64, 64, 3), dtype=np.uint8)
+    packet = codec.encode(frame, budget=16).packet
+    ros.spin_until(lambda: pkt_pub.get_subscription_count() > 0, 60, "the policy node")
+    client = AsyncParameterClient(ros.node, "/policy")
+    assert client.wait_for_services(timeout_sec=10)
+
+    def tick() -> None:
+        t = time.time_ns()
+        js = JointState(name=list(PROPRIO_NAMES), position=[0.0, 0.6, 0.2, 1.0])
+        js.header.stamp = ns_to_stamp(t)
+        prop_pub.publish(js)
+        msg = CompressedImage(format=fmt, data=packet)
+        msg.header.stamp = ns_to_stamp(t)
+        pkt_pub.publish(msg)
+
+    ros.node.create_timer(0.05, tick)
+
+    def stats() -> tuple[int, str, dict[str, str]]:
+        for _, m in reversed(diags):
+            for st in m.status:
+                if st.name.endswith("/policy"):
+                    level = st.level if isinstance(st.level, int) else st.level[0]
+                    return level, st.message, diag_values(m)[st.name]
+        return 0, "", {}
+
+    def rows(since: int) -> list[int]:
+        return [len(msg_to_chunk(m)[0]) for _, m in actions[since:]]
+
+    ros.spin_until(lambda: "none of the policy" in stats()[1], 60, "the hold warning")
+    level, _, d = stats()
+    assert level == 1 and d["hold_reason"] == "instruction" and int(d["instruction_holds"]) > 0
+    assert float(d["task_belief"]) < 0.5 and int(d["chunks"]) == 0, d
+    assert actions and set(rows(0)) == {0}  # only the hold command
+    future = client.set_parameters([Parameter("unsure_instruction", value="act")])
+    ros.spin_until(future.done, 10)
+    assert future.result().results[0].successful
+    n = len(actions)
+    ros.spin_until(lambda: any(r > 0 for r in rows(n)), 10, "acting anyway")
+    ros.spin_until(lambda: "acting on an instruction" in stats()[1], 10, "the warning")
+    future = client.set_parameters(
+        [Parameter("unsure_instruction", value="hold"),
+         Parameter("instruction", value="hit the button from the top")]
+    )  # fmt: skip
+    ros.spin_until(future.done, 10)
+    assert all(r.successful for r in future.result().results)
+    ros.spin_until(lambda: stats()[2].get("task") == "button-press-topdown", 10, "the new task")
+    n = len(actions)
+    ros.spin_until(lambda: len([r for r in rows(n) if r > 0]) >= 5, 10, "chunks for it")
+    level, _, d = stats()
+    assert level == 0 and float(d["task_belief"]) >= 0.5 and d["hold_reason"] == "", d
+
+
 def test_policy_killed_robot_holds_restarted_graph_resumes(models, procs, ros):
     from sensor_msgs.msg import JointState
     from std_msgs.msg import Float32MultiArray, String
