@@ -59,6 +59,11 @@ register(
     "a training checkpoint (runs/<name>/model.pt) → the shipped model layout (torch)",
 )
 register(
+    "stamp-metadata",
+    "embodied.modelfiles:stamp_main",
+    "write the ONNX metadata of docs/models.md into model files (weights and ids unchanged)",
+)
+register(
     "inter-prior",
     "embodied_tools.inter_prior:main",
     "learn a tokenizer's inter-frame prior from demonstrations (tokens-inter coding)",

@@ -48,7 +48,9 @@ from embodied.modelfiles import (
     PolicySpec,
     TokenizerSpec,
     encoder_model_id,
+    policy_onnx_metadata,
     shipped,
+    stamp_model_dir,
 )
 from policies.onnx_export import export_onnx
 from policies.tokenizer import DecoderExport, EncoderExport, Tokenizer, encode_all
@@ -82,7 +84,8 @@ def export_tokenizer(
     prior: np.ndarray | None = None,
 ) -> dict:
     """Encoder + decoder ONNX, the prior (fitted to ``codes``, or ``prior`` as given) and
-    ``tokenizer.json``, whose ``model_id`` is the encoder file's hash. Returns the json."""
+    ``tokenizer.json``, whose ``model_id`` is the encoder's hash (metadata left out); both ONNX
+    files carry the metadata of docs/models.md (``stamp_model_dir``). Returns the json."""
     if (codes is None) == (prior is None):
         raise ValueError("give the codes to fit the prior to, or the prior itself")
     if prior is None:
@@ -106,6 +109,7 @@ def export_tokenizer(
     model_id = encoder_model_id(out / ENCODER_ONNX)
     spec = TokenizerSpec(name, model_id, tok.k_max, tuple(tok.levels), r, objective)
     spec.write(out)
+    stamp_model_dir(out, [ENCODER_ONNX, DECODER_ONNX])  # the id is the hash without them
     return spec.to_dict()
 
 
@@ -133,8 +137,8 @@ def export_policy(
     """``policy.onnx`` (+ fp16, + ``task_belief.onnx`` for a task-belief policy), ``policy.json``
     and the instruction cache of the phrasings it was trained on. ``tok``: the tokenizer (or its
     FSQ levels) whose ids the policy reads; ``tokenizer``: its directory, spec or (name, model id)
-    as ``policy.json`` records them (``None`` for a policy trained on no tokenizer). Returns the
-    json."""
+    as ``policy.json`` records them (``None`` for a policy trained on no tokenizer). Every ONNX
+    file carries the metadata of docs/models.md. Returns the json."""
     policy.eval()
     torch.backends.mha.set_fastpath_enabled(False)  # the fused fast path has no ONNX symbolic
     out.mkdir(parents=True, exist_ok=True)
@@ -170,15 +174,18 @@ def export_policy(
         torch.randn(b, PROPRIO_DIM),
     )
     wrapper = PolicyExport(policy, levels).eval()
+    written = [out / POLICY_ONNX["fp32"], out / POLICY_ONNX["fp16"], out / BELIEF_ONNX]
     export_onnx(wrapper, inputs, POLICY_IO.input_names, POLICY_IO.output_names,
                 POLICY_IO.dynamic_batch(), out / POLICY_ONNX["fp32"], spec.metadata(),
                 opset=OPSET)  # fmt: skip
     if policy.tasks:
         export_onnx(TaskBeliefExport(policy).eval(), (torch.randn(b, INSTRUCTION_DIM),),
                     BELIEF_IO.input_names, BELIEF_IO.output_names, BELIEF_IO.dynamic_batch(),
-                    out / BELIEF_ONNX, {"kind": "task_belief", "policy": name,
-                    "tasks": json.dumps(list(policy.tasks))}, opset=OPSET, fp16=False)  # fmt: skip
+                    out / BELIEF_ONNX, policy_onnx_metadata(spec, "", "task_belief"),
+                    opset=OPSET, fp16=False)  # fmt: skip
     spec.write(out)
+    # the policy's id (its hash) is known once policy.onnx is written
+    stamp_model_dir(out, sorted(f.name for f in written if f.is_file()))
     cache = {s: [round(float(v), 7) for v in e] for s, e in zip(instructions, emb, strict=True)}
     (out / INSTRUCTION_CACHE).write_text(json.dumps(cache) + "\n")
     return spec.to_dict()
@@ -200,8 +207,10 @@ SHIPPED = ("tok-recon", "tok-task", "vla-recon", "vla-task", "vla-blind")
 
 def ship_one(src: Path, dest: Path) -> Path:
     """Copy one run's exported (torch-free) files into ``dest`` (the shipped layout): json,
-    ONNX and prior, no fp16 policy variant, no logs, the tokenizer decoder with fp16 weights."""
+    ONNX and prior, no fp16 policy variant, no logs, the tokenizer decoder with fp16 weights;
+    the ONNX files stamped with the metadata of docs/models.md (a run exported before it)."""
     dest.mkdir(parents=True, exist_ok=True)
+    onnx_files = []
     for pattern in SHIP_PATTERNS:
         for f in sorted(src.glob(pattern)):
             if f.name.endswith("_fp16.onnx") or f.name == "log.jsonl":
@@ -210,6 +219,9 @@ def ship_one(src: Path, dest: Path) -> Path:
                 store_weights_fp16(f, dest / f.name)
             else:
                 shutil.copy2(f, dest / f.name)
+            if f.suffix == ".onnx":
+                onnx_files.append(f.name)
+    stamp_model_dir(dest, onnx_files)
     return dest
 
 

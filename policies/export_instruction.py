@@ -39,6 +39,7 @@ from embodied.instruction import (
     InstructionEncoder,
     cosine,
 )
+from embodied.modelfiles import stamp_model_dir
 from policies.onnx_export import add_metadata
 
 FP32_NAME = "instruction_encoder.onnx"
@@ -152,6 +153,8 @@ def export_instruction_encoder(
         onnx.checker.check_model(qm)
         onnx.save(qm, str(q))
         paths["int8"] = q
+    # model, role, I/O meaning (docs/models.md); each file's id is its hash without metadata
+    stamp_model_dir(out, [paths[k].name for k in ("fp32", "int8") if k in paths])
     return paths
 
 

@@ -23,7 +23,7 @@ import torch
 from torch import nn
 
 from embodied.instruction import ENCODER_ID, INSTRUCTION_DIM
-from embodied.modelfiles import POLICY_IO, POLICY_ONNX, PolicySpec
+from embodied.modelfiles import POLICY_IO, POLICY_ONNX, PolicySpec, stamp_model_dir
 from policies.onnx_export import export_onnx
 
 
@@ -131,7 +131,8 @@ def export_stub_policy(
     module: nn.Module | None = None,
     **spec_overrides: Any,
 ) -> tuple[nn.Module, dict[str, Path]]:
-    """Write policy.json, policy.onnx and policy_fp16.onnx; returns the torch module and paths.
+    """Write policy.json, policy.onnx and policy_fp16.onnx (with the metadata of docs/models.md);
+    returns the torch module and paths.
 
     ``module`` exports another module with the same signature instead (tests use it to
     build a policy that emits NaN).
@@ -151,7 +152,9 @@ def export_stub_policy(
         out / POLICY_ONNX["fp32"],
         spec.metadata(),
     )
-    return model, {**paths, "json": spec.write(out)}
+    json_path = spec.write(out)
+    stamp_model_dir(out, sorted(p.name for p in paths.values()))  # docs/models.md metadata
+    return model, {**paths, "json": json_path}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -20,11 +20,14 @@ from embodied.codecs.tokens import TokenCodec  # noqa: E402
 from embodied.modelfiles import (  # noqa: E402
     CHECKPOINT,
     DECODER_ONNX,
+    ONNX_METADATA_KEYS,
     POLICY_JSON,
     PRIOR_NPY,
     PolicySpec,
     TokenizerSpec,
+    model_dir_metadata,
 )
+from embodied.onnxmeta import read_metadata  # noqa: E402
 from embodied.policy import OnnxPolicy  # noqa: E402
 from policies.export import export_policy, export_tokenizer, fit_prior  # noqa: E402
 from policies.tokenizer import Tokenizer, encode_all, to_input  # noqa: E402
@@ -98,6 +101,17 @@ def test_export_writes_the_shipped_layout_from_the_weights(runs, tmp_path):
     assert np.abs(act - np.clip(ref, -1, 1)).max() <= 1e-4
     assert max(p.task_belief(instr[0].numpy()).values()) > 0
     assert json.loads((out / "vla-x" / "instruction_cache.json").read_text()).keys() == {"open it"}
+    # every ONNX file written (the runs' and the shipped ones) says what it is (docs/models.md)
+    written = [*root.rglob("*.onnx"), *out.rglob("*.onnx")]
+    assert {f.name for f in written} >= {"policy_fp16.onnx", "task_belief.onnx", DECODER_ONNX}
+    for f in written:
+        meta = read_metadata(f)
+        assert set(ONNX_METADATA_KEYS) <= meta.keys(), f
+        assert {k: meta[k] for k in ONNX_METADATA_KEYS} == {
+            k: model_dir_metadata(f.parent, [f.name])[f.name][k] for k in ONNX_METADATA_KEYS
+        }
+    assert read_metadata(out / "vla-x" / "policy.onnx")["tokenizer_model_id"] == spec.model_id_hex
+    assert cli_main(["stamp-metadata", str(out), str(root), "--check"]) == 0
 
 
 def test_export_refits_or_learns_the_prior_and_refuses_what_is_not_a_run(runs, tmp_path):
