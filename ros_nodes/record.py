@@ -34,6 +34,7 @@ PRIMITIVES = {
 SEPARATOR = "=" * 80
 DEFAULT_ROLES = (
     "image", "packets", "actions", "diagnostics", "feedback", "proprio", "instruction", "events",
+    "executed",
 )  # fmt: skip
 
 

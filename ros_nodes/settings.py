@@ -152,6 +152,11 @@ class SimRobotNodeSettings(Settings):
         live=False,
     )
     max_steps: int = setting(0, "steps per episode, 0 = the task's", lo=0, hi=1_000_000, live=False)
+    driver: str = setting(
+        "policy", "who acts: the policy's action chunks, or the task's scripted expert (the "
+        "stand-in teleoperator when recording demonstrations)", choices=("policy", "expert"),
+        live=False,
+    )  # fmt: skip
     action_timeout_ms: float = setting(
         300.0, "hold when no action chunk arrived for this long (ms)", lo=10.0, hi=60_000.0
     )

@@ -8,8 +8,15 @@ dropped; an exhausted chunk holds the arm). This is ``sim.evaluate.run_episode``
 the link and the policy moved into other processes.
 
     publishes  camera/image_raw (Image), robot/proprio (JointState, same stamp),
-               robot/instruction (String, latched), robot/events (String JSON, latched)
+               robot/instruction (String, latched), robot/events (String JSON, latched),
+               robot/executed_action (the action each step executed, on which observation)
     subscribes policy/actions (Float32MultiArray [chunk x 4]; 0 rows = stop/hold)
+
+``driver:=expert`` makes the task's scripted expert act instead of the policy (a stand-in
+teleoperator): ``embodied record`` of that graph is a set of demonstrations, with the executed
+actions as labels, that ``embodied record-to-lerobot`` turns into a LeRobotDataset. The expert
+starts once something subscribes to ``robot/executed_action`` (the recorder), or after
+``wait_for_policy_s``.
 
 Two holds: the policy's stop command (a chunk of zero rows, sent by its watchdog when
 observations stop), and this node's own watchdog: no chunk for ``action_timeout_ms``
@@ -41,6 +48,7 @@ from ros_nodes.common import (
     LiveParameters,
     SettingsGroup,
     Window,
+    chunk_to_msg,
     declare_settings,
     diagnostics,
     msg_to_chunk,
@@ -72,6 +80,11 @@ class SimRobotNode(Node):
             String, TOPICS["instruction"].name, topic_qos("instruction", depth=1)
         )
         self.events_pub = self.create_publisher(String, TOPICS["events"].name, topic_qos("events"))
+        self.executed_pub = self.create_publisher(
+            Float32MultiArray, TOPICS["executed"].name, topic_qos("executed")
+        )
+        self.expert: Any = None  # driver = expert: the task's scripted expert, per episode
+        self.last_obs_ns = 0
         self.diag_pub = self.create_publisher(
             DiagnosticArray, TOPICS["diagnostics"].name, topic_qos("diagnostics")
         )
@@ -134,6 +147,10 @@ class SimRobotNode(Node):
         self.chunker.reset()
         self.stamp_to_step.clear()
         self.steps = 0
+        if self.p.driver == "expert":
+            from sim.experts import ScriptedExpert
+
+            self.expert = ScriptedExpert(self.env)
         self.instruction_pub.publish(String(data=self.obs["instruction"]))
         self._publish_obs()
 
@@ -172,6 +189,7 @@ class SimRobotNode(Node):
         js.header.stamp = stamp
         js.header.frame_id = self.p.frame_id
         self.proprio_pub.publish(js)
+        self.last_obs_ns = t
         self.stamp_to_step[t] = self.chunker.step  # the step this observation is the state of
         while len(self.stamp_to_step) > 256:
             self.stamp_to_step.popitem(last=False)
@@ -185,13 +203,20 @@ class SimRobotNode(Node):
             return
         if not self.running:
             waited = (t - self.created_ns) / 1e9
-            if self.policy_seen or waited > self.p.wait_for_policy_s:
+            ready = self.policy_seen
+            if self.p.driver == "expert":  # the recorder is listening: demonstrate
+                ready = self.executed_pub.get_subscription_count() > 0
+            if ready or waited > self.p.wait_for_policy_s:
                 self._start()
             else:
                 self._publish_obs()  # warm the pipeline on the reset frame
                 return
-        self._watchdog(t)
-        action = self.chunker.next_action()
+        if self.expert is not None:
+            action = self.expert.act()
+        else:
+            self._watchdog(t)
+            action = self.chunker.next_action()
+        self.executed_pub.publish(chunk_to_msg(action[None], self.last_obs_ns, self.steps))
         t0 = time.perf_counter()
         self.obs, _, terminated, truncated, info = self.env.step(action)
         self.steps += 1

@@ -87,6 +87,14 @@ TOPICS: Final[dict[str, Topic]] = {
         "sim_robot",
         'JSON: {"event": "start"|"end"|"hold"|"resume"|"done", ...}; end carries success',
     ),
+    "executed": Topic(
+        "robot/executed_action",
+        "std_msgs/msg/Float32MultiArray",
+        "reliable",
+        "sim_robot (or the robot driver)",
+        "the action executed at each control step, one row [1 x 4] in the action-chunk layout; "
+        "its label's stamp_ns is the observation it was executed on (demonstration labels)",
+    ),
     "packets": Topic(
         "tokens/packets",
         "sensor_msgs/msg/CompressedImage",

@@ -404,3 +404,17 @@ def test_link_sim_keyframes_follow_losses():
     # the frames before the first report comes back (nothing to predict from), one per interval
     assert lost0 == 0 and 900 // 90 <= keys0 <= 900 // 90 + 5
     assert lost5 > 20 and keys5 >= lost5 * 0.8
+
+
+def test_inter_bits_codes_each_episode_both_ways(tok, prior):
+    """``embodied inter-bits``' coder: the same frames intra (64-bit header every frame) and
+    inter (full header once, then the 3-byte compact one; less payload on a slow scene)."""
+    from embodied_tools.inter_bits import code_episode
+
+    seq = _walk(30, 0.05, seed=11)
+    intra, inter = code_episode(seq, tok, prior, 16, interval=90)
+    assert len(intra) == len(inter) == 30
+    assert {h for h, _ in intra} == {64} and inter[0][0] == 64
+    assert all(h in (24, 32) for h, _ in inter[1:])  # compact (+ budget byte on a change)
+    assert sum(p for _, p in inter) * 2 < sum(p for _, p in intra)
+    assert inter[0][1] == intra[0][1]  # the keyframe is the intra packet's payload
