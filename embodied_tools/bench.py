@@ -55,6 +55,11 @@ register_bench(
     "eval", "sim.bench_eval:main", "closed-loop episodes/s on 1 worker vs N (process or Ray)"
 )
 register_bench("ros", "ros_nodes.bench:main", "ROS 2 loopback image→action latency p50/p99, soak")
+register_bench(
+    "gpu",
+    "embodied_tools.bench_gpu:main",
+    "CUDA/TensorRT vs CPU per shipped model: parity, latency, engine cache, profile (skips on CPU)",
+)
 
 
 def usage() -> str:
