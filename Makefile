@@ -21,7 +21,7 @@ CORE_PY := $(CORE_VENV)/bin/python
 CORE_STAMP := $(CORE_VENV)/.installed
 CORE_TESTS ?= tests/embodied tests/test_import.py tests/test_registry_names.py
 
-.PHONY: install test test-core typecheck run lint format clean
+.PHONY: install test test-core typecheck run gpu-check lint format clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -66,6 +66,14 @@ run: $(STAMP)
 	$(VENV)/bin/embodied cluttered expert $(CLUTTERED_RUN_ARGS)
 	$(VENV)/bin/embodied cluttered delay $(CLUTTERED_RUN_ARGS)
 	$(VENV)/bin/embodied inter-bench --out results/run/inter
+
+# The GPU path in one command (docs/gpu.md): onnxruntime-gpu (in place of the CPU onnxruntime
+# wheel; `embodied bench gpu --dry-run` prints the way back) and TensorRT into .venv, then CUDA
+# and TensorRT against the CPU on every shipped model, ~2-7 min, results/gpu/gpu_check.json.
+# Skips with its reason (exit 0) where there is no CUDA GPU. GPU_CHECK_ARGS=--no-install, --full.
+GPU_CHECK_ARGS ?=
+gpu-check: $(STAMP)
+	PY=$(PY) scripts/gpu_check.sh $(GPU_CHECK_ARGS)
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .

@@ -551,13 +551,11 @@ class Receiver:
 
     def from_frame(self, image: np.ndarray, *, frame_id: int = 0) -> Observation:
         """An image at the receiver (uncompressed, or a pixel codec's output) → tokens at full
-        budget (resized to the tokenizer's input the way training saw it)."""
-        image = np.asarray(image)
-        h, w = self.tokenizer.frame_shape
-        if image.shape[:2] != (h, w):  # a pixel codec at another size: as the camera path does
-            import cv2
+        budget (brought to the tokenizer's input the way training saw it: any size and aspect
+        ratio, :func:`embodied.camera.to_model_input`, as the camera path does)."""
+        from embodied.camera import to_model_input
 
-            image = cv2.resize(image, (w, h), interpolation=cv2.INTER_AREA)
+        image = to_model_input(np.asarray(image), self.tokenizer.frame_shape)
         _, ids = self.tokenizer.tokenize(image[None])
         return Observation(np.asarray(ids[0], np.int64), self.k_max, frame_id)
 

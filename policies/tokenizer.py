@@ -226,7 +226,16 @@ class DecoderExport(nn.Module):
 
 @torch.no_grad()
 def encode_all(tok: Tokenizer, frames: np.ndarray, batch: int = 512) -> np.ndarray:
-    """Integer codes ``[N, k_max, D]`` of uint8 frames ``[N, H, W, 3]``, in batches."""
+    """Integer codes ``[N, k_max, D]`` of uint8 frames ``[N, H, W, 3]``, in batches.
+
+    Frames of another size than the tokenizer's (a dataset from a real camera) are brought to
+    it by :func:`embodied.camera.to_model_input`, as the robot's camera path does; the sim's
+    frames are at the tokenizer's resolution already and pass unchanged."""
+    r = tok.resolution
+    if frames.shape[1:3] != (r, r):
+        from embodied.camera import to_model_input
+
+        frames = np.stack([to_model_input(f, (r, r)) for f in frames])
     tok.eval()
     out = []
     for i in range(0, len(frames), batch):

@@ -1,8 +1,12 @@
 """Camera node (lifecycle): ``sensor_msgs/Image`` (rgb8) from an OpenCV device or a video file.
 
 Publishes on ``camera/image_raw`` with SensorDataQoS (best effort, keep last 5) at
-``rate_hz``, resized to ``width`` × ``height`` when they are set; ``header.stamp`` is the
-time the frame was read, the capture time every later latency is measured from. The
+``rate_hz``, at ``width`` × ``height`` when they are set: the device is asked for that size,
+and whatever size it delivers is brought to it by :func:`embodied.camera.to_model_input`
+(centre crop to the ``width : height`` aspect ratio, then INTER_AREA down / bilinear up), the
+same function the tokenizer node and training use, so nothing is stretched; with 0 (the
+default) frames go out as captured. ``header.stamp`` is the time the frame was read, the
+capture time every later latency is measured from. The
 device opens on ``configure`` and is released on ``cleanup``, so ``ros2 lifecycle set
 /camera cleanup`` frees it for another process without killing the node.
 
@@ -20,6 +24,7 @@ from diagnostic_msgs.msg import DiagnosticArray
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
 from sensor_msgs.msg import Image
 
+from embodied.camera import to_model_input
 from embodied.settings import Settings
 from ros_nodes.common import (
     LiveParameters,
@@ -125,8 +130,8 @@ class CameraNode(LifecycleNode):
             self.get_logger().warning("no frame from the camera", throttle_duration_sec=5.0)
             return
         w, h = int(self.p.width), int(self.p.height)
-        if w and h and bgr.shape[:2] != (h, w):
-            bgr = cv2.resize(bgr, (w, h), interpolation=cv2.INTER_AREA)
+        if w and h:  # any device size: centre crop to w:h, then resize (channel order kept)
+            bgr = to_model_input(bgr, (h, w))
         rgb = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
         self.pub.publish(rgb_to_image(rgb, ns_to_stamp(t), self.p.frame_id))
         self.counts["published"] += 1

@@ -121,7 +121,10 @@ class CameraNodeSettings(Settings):
 
     device: str = setting("0", "OpenCV device index ('0') or a video file path", live=False)
     rate_hz: float = setting(30.0, "publish rate", lo=0.1, hi=1000.0, live=False)
-    width: int = setting(0, "output width, 0 = as captured", lo=0, hi=8192)
+    width: int = setting(
+        0, "output width, 0 = as captured (another aspect: centre-cropped, not stretched)",
+        lo=0, hi=8192,
+    )  # fmt: skip
     height: int = setting(0, "output height, 0 = as captured", lo=0, hi=8192)
     frame_id: str = setting("camera", "header.frame_id of the images")
     loop: bool = setting(True, "restart a video file at its end")

@@ -7,6 +7,9 @@ The packet is ``embodied.packet`` bytes in ``CompressedImage.data``; ``format`` 
 codec, packet version, stream id and frame size (:class:`ros_nodes.wire.PacketFormat`).
 ``codec`` picks the learned tokens (default) or a pixel baseline (``jpeg``, ``webp``,
 ``raw``, ``h264-intra``, ``h264``), whose budget is then a ladder rung (1 = smallest).
+Images of any size and aspect ratio are accepted: each is brought to the codec's frame shape
+by :func:`embodied.camera.to_model_input` (centre crop to the aspect ratio, then INTER_AREA),
+the way the training frames were made.
 
 ``tokens-inter`` codes each frame against the newest one the policy node acknowledged on
 ``tokens/feedback`` (embodied.interframe). The reference is kept **per stream**, not per
@@ -33,13 +36,13 @@ import dataclasses
 from collections.abc import Sequence
 from typing import Any
 
-import cv2
 from diagnostic_msgs.msg import DiagnosticArray
 from rclpy.node import Node
 from rclpy.serialization import serialize_message
 from sensor_msgs.msg import CompressedImage, Image
 from std_msgs.msg import Float64MultiArray
 
+from embodied.camera import to_model_input
 from embodied.codecs import codec_spec, make_codec
 from embodied.control import SKIP, ControllerSettings, make_controller, settings_spec
 from embodied.control.base import Controller
@@ -193,9 +196,8 @@ class TokenizerNode(Node):
             self.counts["bad_images"] += 1
             self.get_logger().warning(str(err), throttle_duration_sec=5.0)
             return
-        h, w = self.codec.frame_shape
-        if frame.shape[:2] != (h, w):
-            frame = cv2.resize(frame, (w, h), interpolation=cv2.INTER_AREA)
+        # any camera size and aspect ratio: centre crop + INTER_AREA, as training saw frames
+        frame = to_model_input(frame, self.codec.frame_shape)
         capture = stamp_ns(msg.header.stamp) or t_in  # an unstamped camera: arrival time
         k = self.sender.next_budget(t_in / 1e9)
         self.last_budget = k
