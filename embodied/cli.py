@@ -47,7 +47,7 @@ register(
 register(
     "bench",
     "embodied_tools.bench:main",
-    "benchmarks: render, codecs, tokens, policy, eval, ros (`embodied bench --help`)",
+    "benchmarks: render, codecs, tokens, policy, eval, ros, gpu (`embodied bench --help`)",
 )
 register(
     "train", "policies.train:main", "train tokenizer / policy / task-oriented tokens / all (torch)"
