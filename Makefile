@@ -6,7 +6,9 @@ PYTHON ?= python3.11
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
-EXTRAS ?= sim,train,ros,view,dev
+EXTRAS ?= sim,train,ros,view,dev,lerobot
+# LeRobot's dataset class without its pins (pyproject.toml's `lerobot` extra says why)
+LEROBOT_DATASET ?= lerobot-dataset==0.4.4
 export MUJOCO_GL ?= egl
 export PYOPENGL_PLATFORM ?= egl
 export HF_HUB_OFFLINE := 1
@@ -30,6 +32,7 @@ $(PY):
 $(STAMP): pyproject.toml | $(PY)
 	$(PY) -m pip install -q "torch==2.13.0"
 	$(PY) -m pip install -q -e ".[$(EXTRAS)]"
+	$(if $(findstring lerobot,$(EXTRAS)),$(PY) -m pip install -q --no-deps "$(LEROBOT_DATASET)")
 	touch $(STAMP)
 
 install: $(STAMP)

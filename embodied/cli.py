@@ -94,6 +94,11 @@ register("launch", "ros_nodes.launcher:main", "run a ROS 2 graph (sim, robot, sp
 register("tune", "ros_nodes.tune:main", "set a node's parameter live (ros2 param set, rclpy)")
 register("record", "ros_nodes.record:main", "record the graph's topics to MCAP (rosbag2/Foxglove)")
 register(
+    "export-lerobot",
+    "sim.lerobot:export_main",
+    "an `embodied collect` dataset → LeRobotDataset v3 (parquet + video), LeRobot's writer",
+)
+register(
     "view",
     "embodied_tools.view.cli:main",
     "live view in rerun: camera vs what the tokens sent reconstruct, bits, latency, misses",

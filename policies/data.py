@@ -54,6 +54,8 @@ def load_demos(
     )
     for e, ep in enumerate(eps):
         t = len(ep.actions)
+        if ep.instruction not in instructions:  # e.g. a LeRobotDataset's own task string
+            instructions.append(ep.instruction)
         frames.append(ep.frames)
         proprio.append(ep.proprio)
         instr.append(np.full(t, instructions.index(ep.instruction)))

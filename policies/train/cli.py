@@ -9,6 +9,7 @@ Examples::
                              --out-tokenizer runs/tok-task --out-policy runs/vla-task
     embodied train language  --data data/demos --tokenizer runs/tok-task --policy runs/vla-task
     embodied train all       # collect → tokenizer → policy → task-oriented → language → blind → export
+    embodied train policy    --dataset path/to/lerobot-v3 --blind   # any LeRobotDataset v3
 
 ``language`` fine-tunes a policy (1,500 steps, on its frozen tokenizer's tokens) after its
 instruction pathway is replaced by a task belief (``policies.vla``); ``all`` runs the first
@@ -42,6 +43,7 @@ from policies.train.language_stage import train_language
 from policies.train.policy_stage import train_policy
 from policies.train.task_stage import train_task
 from policies.train.tokenizer_stage import train_tokenizer
+from sim.lerobot import LeRobotFormatError, add_train_args, prepare_train_data
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -65,9 +67,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--ship", default=str(MODELS_DIR), help="`all`: copy exported models here")
     p.add_argument("--resume", action="store_true",
                    help="`all`: skip stages whose exported models are already in runs/")  # fmt: skip
+    add_train_args(p)  # --dataset PATH: a LeRobotDataset v3 instead of --data
     a = p.parse_args(argv)
     if a.steps is not None and a.steps < 1:
         p.error(f"--steps must be >= 1, got {a.steps}")
+    try:
+        prepare_train_data(a)  # with --dataset: converted into --lerobot-cache, a.data set
+    except (LeRobotFormatError, ImportError, ValueError) as err:
+        p.error(str(err))
     set_threads(a.threads)
     t0 = time.time()
     if a.stage == "tokenizer":
