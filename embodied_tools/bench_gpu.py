@@ -84,9 +84,15 @@ TENSORRT_INDEX = "https://pypi.nvidia.com"
 #: parity tolerances against the CPU fp32 reference: float outputs (absolute), uint8 images
 #: (levels), integer ids (fraction of elements that differ: a rounding flip changes an id)
 TOLERANCE = {
-    "fp32": {"float": 1e-3, "uint8": 2.0, "int": 0.01},
-    "fp16": {"float": 5e-2, "uint8": 8.0, "int": 0.1},
+    "fp32": {"float": 1e-2, "uint8": 4.0, "int": 0.02},
+    "fp16": {"float": 5e-2, "uint8": 12.0, "int": 0.1},
 }
+#: why fp32 is not held to 1e-4: CUDA's provider (use_tf32) and TensorRT both run fp32
+#: matrix products in TF32 by default on Ampere and later GPUs, as the robot's sessions do
+TOLERANCE_NOTE = (
+    "fp32 tolerances allow TF32 (on by default in ONNX Runtime's CUDA provider and in "
+    "TensorRT on Ampere and later); integer outputs count the fraction of differing ids"
+)
 MODES = {  # warm-up, timed iterations, time budget (s)
     "quick": (10, 100, 420.0),
     "full": (50, 1000, 1800.0),
@@ -523,15 +529,10 @@ def compare(
 
 
 def fp16_copy(src: Path, dst: Path) -> tuple[Path | None, str]:
-    """An fp16 copy of ``src`` with fp32 I/O (what ``policy_fp16.onnx`` is), through the
-    export's own converter where importable (torch + onnx), else ONNX Runtime's converter
-    directly; ``(None, why)`` without ``onnx``."""
-    try:
-        from policies.onnx_export import convert_fp16
-
-        return convert_fp16(src, dst), "made with policies.onnx_export.convert_fp16"
-    except ImportError:
-        pass
+    """An fp16 copy of ``src`` with fp32 I/O (what ``policy_fp16.onnx`` is: the export's
+    ``policies.onnx_export.convert_fp16``, i.e. ONNX Runtime's converter with
+    ``keep_io_types`` and the nodes put back in topological order), without torch;
+    ``(None, why)`` where ``onnx`` is not installed."""
     try:
         import warnings
 
@@ -543,8 +544,22 @@ def fp16_copy(src: Path, dst: Path) -> tuple[Path | None, str]:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         half = convert_float_to_float16(model, keep_io_types=True)
+    graph = half.graph  # the converter appends its input casts last: sort, as the export does
+    known = {i.name for i in graph.input} | {i.name for i in graph.initializer} | {""}
+    pending, ordered = list(graph.node), []
+    while pending:
+        ready = [n for n in pending if all(x in known for x in n.input)]
+        if not ready:
+            return None, "fp16 conversion left a graph that cannot be ordered"
+        for n in ready:
+            known.update(n.output)
+        ordered += ready
+        done = {id(n) for n in ready}
+        pending = [n for n in pending if id(n) not in done]
+    del graph.node[:]
+    graph.node.extend(ordered)
     onnx.save(half, str(dst))
-    return dst, "made with onnxruntime.transformers.float16 (keep_io_types)"
+    return dst, "made here: onnxruntime.transformers.float16, keep_io_types (as the export)"
 
 
 # --------------------------------------------------------------------------- sessions
@@ -688,10 +703,22 @@ def measure_variant(
     cache = ctx.tmp / "trt" / f"{model.label.replace('/', '__')}.{v.name}"
     opts = trt_options(cache, fp16=v.trt_fp16, profile=profile) if v.provider == TENSORRT else None
     try:
-        sess, create_s = open_session(
-            v.file, v.provider, trt_options=opts, fp16_file=v.file.stem.endswith("_fp16")
-        )
-        got, first_s = timed_run(sess, ref["feed"])
+        try:
+            sess, create_s = open_session(
+                v.file, v.provider, trt_options=opts, fp16_file=v.file.stem.endswith("_fp16")
+            )
+            got, first_s = timed_run(sess, ref["feed"])
+        except SkipVariant:
+            raise
+        except Exception as e:
+            # ONNX Runtime refuses an explicit profile when TensorRT takes only parts of the
+            # graph (their inputs are inner tensors the profile does not name): retry without
+            if v.provider != TENSORRT or "profile" not in str(e).lower():
+                raise
+            rec["profile_note"] = f"explicit profile refused, built without: {str(e)[:200]}"
+            opts = trt_options(cache, fp16=v.trt_fp16, profile=None)
+            sess, create_s = open_session(v.file, v.provider, trt_options=opts)
+            got, first_s = timed_run(sess, ref["feed"])
         rec["session_s"], rec["first_run_s"] = create_s, first_s
         rec["start_s"] = create_s + first_s
         rec["providers_active"] = sess.get_providers()
@@ -754,8 +781,10 @@ def profile_check(ctx: Ctx, model: ModelEntry, file: Path, profile: Profile) -> 
     f_out = make_feed(model, big * 2, ctx.budgets, rng)
     out: dict[str, Any] = {"profile": profile.shape_strings(), "batches": [small, big, big * 2]}
     for label, prof in (("explicit", profile), ("implicit", None)):
-        cache = ctx.tmp / "trt" / f"profile.{label}"
-        opts = trt_options(cache, fp16=False, profile=prof, engine_cache=False)
+        # the explicit session loads the tensorrt-fp32 variant's cached engine (same options);
+        # the one without a profile builds at the first call and again at the new batch size
+        cache = ctx.tmp / "trt" / f"{model.label.replace('/', '__')}.tensorrt-fp32"
+        opts = trt_options(cache, fp16=False, profile=prof, engine_cache=prof is not None)
         try:
             sess, create_s = open_session(file, TENSORRT, trt_options=opts)
             _, first_small = timed_run(sess, f_small)
@@ -786,6 +815,30 @@ def profile_check(ctx: Ctx, model: ModelEntry, file: Path, profile: Profile) -> 
 def _priority(m: ModelEntry) -> tuple[int, int, str]:
     order = {"policy": 0, "decoder": 1, "encoder": 2, "belief": 3, "instruction": 4}
     return (order.get(m.kind, 5), 0 if "task" in m.label else 1, m.label)
+
+
+def _profile_phase(
+    ctx: Ctx, m: ModelEntry, refs: Mapping[str, dict[str, Any]], report: dict[str, Any]
+) -> None:
+    if ctx.left() > 60:
+        ctx.log(f"{m.label:42s} TensorRT profile check (explicit vs none) ...")
+        rec = {"model": m.label, **profile_check(ctx, m, m.path, refs[m.label]["profile"])}
+        report["tensorrt"]["profile_check"] = rec
+        ctx.log(f"{m.label:42s} {_profile_line(rec)}")
+    else:
+        report["tensorrt"]["profile_check"] = {"skipped": "time budget spent"}
+
+
+def _profile_line(pc: Mapping[str, Any]) -> str:
+    ex, im = pc.get("explicit", {}), pc.get("implicit", {})
+    nan = float("nan")
+    return (
+        f"profile batch {pc['batches'][0]} -> {pc['batches'][1]}: first call "
+        f"{ex.get('first_new_batch_ms', nan):.1f} ms with the explicit profile, "
+        f"{im.get('first_new_batch_ms', nan):.1f} ms without (rebuild avoided: "
+        f"{pc.get('rebuild_avoided')}){' ' + ex['error'][:80] if 'error' in ex else ''}"
+        f"{' ' + im['error'][:80] if 'error' in im else ''}"
+    )
 
 
 def benchmark(
@@ -823,22 +876,31 @@ def benchmark(
         }
         results[m.label] = entry
         feed = make_feed(m, ctx.batch[2], ctx.budgets, rng)
-        sess, create_s = open_session(m.path, CPU)
-        outputs, first_s = timed_run(sess, feed)
-        entry["reference"] = {
-            "provider": CPU,
-            "session_s": create_s,
-            "first_run_s": first_s,
-            "latency": latency_rows(ctx, m, sess),
-        }
-        del sess
+        try:
+            sess, create_s = open_session(m.path, CPU)
+            outputs, first_s = timed_run(sess, feed)
+            entry["reference"] = {
+                "provider": CPU,
+                "session_s": create_s,
+                "first_run_s": first_s,
+                "latency": latency_rows(ctx, m, sess),
+            }
+            del sess
+        except Exception as e:
+            entry["error"] = f"CPU reference: {type(e).__name__}: {str(e)[:300]}"
+            ctx.failures.append(f"{m.label}: {entry['error'][:120]}")
+            ctx.log(f"{m.label:42s} {entry['error'][:120]}")
+            continue
         refs[m.label] = {"feed": feed, "outputs": outputs, "profile": prof}
         fp16 = None
         if m.kind == "policy" and not self_check:
             fp16 = m.path.with_name(m.path.stem + "_fp16.onnx")
             if not fp16.is_file():
-                fp16, note = fp16_copy(m.path, ctx.tmp / f"{m.label.replace('/', '__')}_fp16.onnx")
-                entry["policy_fp16"] = note
+                try:
+                    dst = ctx.tmp / f"{m.label.replace('/', '__')}_fp16.onnx"
+                    fp16, entry["policy_fp16"] = fp16_copy(m.path, dst)
+                except Exception as e:
+                    fp16, entry["policy_fp16"] = None, f"fp16 conversion failed: {e}"
         variants = [Variant("cpu-fp32", CPU, "fp32", m.path)] if self_check else []
         if CUDA in providers:
             variants.append(Variant("cuda-fp32", CUDA, "fp32", m.path))
@@ -849,8 +911,13 @@ def benchmark(
             rec = measure_variant(ctx, m, v, refs[m.label], prof)
             entry["variants"].append(rec)
             ctx.log(f"{m.label:42s} {_brief(rec)}")
-    # phase 2: TensorRT on the chosen models, most important first, inside the time budget
-    for m in trt_models:
+    # phase 2: TensorRT on the chosen models, most important first, inside the time budget;
+    # after the first (the policy), the explicit profile against none on it
+    trt_models = [m for m in trt_models if m.label in refs]
+    report["tensorrt"]["models"] = [m.label for m in trt_models]
+    for n, m in enumerate(trt_models):
+        if n == 1:
+            _profile_phase(ctx, trt_models[0], refs, report)
         entry, ref = results[m.label], refs[m.label]
         fp16 = entry["_fp16"]
         variants = [
@@ -868,17 +935,8 @@ def benchmark(
             rec = measure_variant(ctx, m, v, ref, ref["profile"])
             entry["variants"].append(rec)
             ctx.log(f"{m.label:42s} {_brief(rec)}")
-    # phase 3: the explicit profile against none, on the first TensorRT model (the policy)
-    if trt_models:
-        m = trt_models[0]
-        if ctx.left() > 60:
-            ctx.log(f"{m.label}: TensorRT profile check (explicit vs none) ...")
-            report["tensorrt"]["profile_check"] = {
-                "model": m.label,
-                **profile_check(ctx, m, m.path, refs[m.label]["profile"]),
-            }
-        else:
-            report["tensorrt"]["profile_check"] = {"skipped": "time budget spent"}
+    if len(trt_models) == 1:
+        _profile_phase(ctx, trt_models[0], refs, report)
     for entry in results.values():
         entry.pop("_fp16", None)
     report["models"] = list(results.values())
@@ -912,6 +970,9 @@ def summary_table(report: dict[str, Any]) -> list[str]:
         f"{'model':40s} {'variant':22s} {'start s':>8s} {'max|d|':>9s} {'ok':>4s}  p50/p99 ms per budget"
     ]
     for e in report.get("models", []):
+        if "reference" not in e:
+            lines.append(f"{e['model']:40s} {e.get('error', '')[:80]}")
+            continue
         ref = e["reference"]
         rows = [
             {
@@ -952,13 +1013,9 @@ def summary_table(report: dict[str, Any]) -> list[str]:
                 )
     pc = report.get("tensorrt", {}).get("profile_check")
     if pc and "explicit" in pc:
-        ex, im = pc["explicit"], pc.get("implicit", {})
-        lines.append(
-            f"profile {pc['model']} batch {pc['batches'][0]} -> {pc['batches'][1]}: first call "
-            f"{ex.get('first_new_batch_ms', float('nan')):.1f} ms with the explicit profile, "
-            f"{im.get('first_new_batch_ms', float('nan')):.1f} ms without "
-            f"(rebuild avoided: {pc.get('rebuild_avoided')})"
-        )
+        lines.append(f"{pc['model']} {_profile_line(pc)}")
+    if report.get("tensorrt", {}).get("skipped"):
+        lines.append(f"TensorRT: skipped: {report['tensorrt']['skipped']}")
     return lines
 
 
@@ -1097,6 +1154,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "tensorrt": {},
         "models": [],
         "failures": [],
+        "notes": [TOLERANCE_NOTE],
     }
     if args.install_report and args.install_report.is_file():
         report["install"] = json.loads(args.install_report.read_text())
@@ -1205,6 +1263,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         warmup = args.warmup
     if args.time_budget_s is not None:
         budget_s = args.time_budget_s
+    if report["install"] and report["install"].get("ran"):  # the install counts against it
+        spent = sum(st["s"] for st in report["install"].get("steps", []))
+        budget_s = max(60.0, budget_s - spent)
     try:
         models = discover_models(args.models, dims)
     except Exception as e:

@@ -152,7 +152,7 @@ def test_compare_by_output_kind():
     r = bg.compare(ref, got, ["a", "img", "ids"], "fp32")
     assert r["ok"] and r["outputs"]["ids"]["mismatch_frac"] == 0.01
     assert r["max_abs_diff"] == 99.0  # ids count by mismatch, not by how far an id moved
-    got[0] = ref[0] + 2e-3
+    got[0] = ref[0] + 2e-2
     assert not bg.compare(ref, got, ["a", "img", "ids"], "fp32")["ok"]
     assert bg.compare(ref, got, ["a", "img", "ids"], "fp16")["ok"]
 
