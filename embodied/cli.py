@@ -99,6 +99,11 @@ register(
     "an `embodied collect` dataset → LeRobotDataset v3 (parquet + video), LeRobot's writer",
 )
 register(
+    "record-to-lerobot",
+    "ros_nodes.mcap_lerobot:main",
+    "an `embodied record` MCAP → LeRobotDataset v3 (episodes from robot/events)",
+)
+register(
     "view",
     "embodied_tools.view.cli:main",
     "live view in rerun: camera vs what the tokens sent reconstruct, bits, latency, misses",

@@ -417,27 +417,12 @@ def check_keys(name: str, features: Mapping[str, Mapping[str, Any]], keys: LeRob
 
 
 def to_model_input(frame: np.ndarray, size: int = MODEL_RESOLUTION) -> np.ndarray:
-    """A uint8 [H, W, 3] frame as the tokenizer's ``size`` x ``size`` input: the centred square
-    crop, then ``cv2.INTER_AREA`` (averaging, no aliasing): ``embodied.camera.to_model_input``
-    where that module is present (it is being added; looked up at run time until then)."""
-    import importlib
+    """A uint8 [H, W, 3] frame as the tokenizer's ``size`` x ``size`` input: the project's one
+    resize (``embodied.camera.to_model_input``: centre crop to the square, ``INTER_AREA``
+    down, bilinear up)."""
+    from embodied.camera import to_model_input as camera_input
 
-    try:
-        shared = getattr(importlib.import_module("embodied.camera"), "to_model_input", None)
-    except ImportError:
-        shared = None
-    frame = np.ascontiguousarray(frame, np.uint8)
-    if shared is not None:
-        return np.asarray(shared(frame, (size, size)), np.uint8)
-    import cv2
-
-    h, w = frame.shape[:2]
-    side = min(h, w)
-    y, x = (h - side) // 2, (w - side) // 2
-    crop = frame[y : y + side, x : x + side]
-    if crop.shape[:2] == (size, size):
-        return np.ascontiguousarray(crop)
-    return cv2.resize(np.ascontiguousarray(crop), (size, size), interpolation=cv2.INTER_AREA)
+    return camera_input(np.ascontiguousarray(frame, np.uint8), (size, size))
 
 
 def suite_task(text: str, task_map: Mapping[str, str]) -> str | None:
