@@ -231,6 +231,7 @@ def install_plan(
     cuda_wheels: bool = True,
     tensorrt: bool = True,
     ort_gpu: bool = True,
+    offline: bool = False,
 ) -> list[Step]:
     """The pip commands that put onnxruntime-gpu and TensorRT into ``python``'s environment.
 
@@ -240,6 +241,8 @@ def install_plan(
     installed side by side) and the GPU one installed from the downloads, with the CPU one
     put back if that fails. TensorRT comes last, from NVIDIA's index (its PyPI package is a
     stub that downloads from there); its failure leaves the CUDA measurements possible.
+    ``offline``: ``wheelhouse`` already holds the wheels (a machine without an index), so
+    nothing is downloaded and everything is installed from there.
     """
     if cuda_major not in ORT_GPU_VERSION:
         raise ValueError(f"CUDA {cuda_major}: expected one of {sorted(ORT_GPU_VERSION)}")
@@ -247,15 +250,16 @@ def install_plan(
     ver = ort_gpu_version or ORT_GPU_VERSION[cuda_major]
     req = f"onnxruntime-gpu{'[cuda,cudnn]' if cuda_wheels else ''}=={ver}"
     steps: list[Step] = []
-    if ort_gpu:
-        net = ["--retries", "1", "--timeout", "30"]
+    net = ["--retries", "1", "--timeout", "30"]
+    if ort_gpu and not offline:
         steps.append(
             Step(
                 [*pip, "download", *net, "--dest", wheelhouse, req],
                 f"fetch {req} with its CUDA {cuda_major} / cuDNN wheels (nothing changes yet)",
             )
         )
-        if ort_cpu_version:
+    if ort_gpu:
+        if ort_cpu_version and not offline:
             steps.append(
                 Step(
                     [
@@ -299,7 +303,16 @@ def install_plan(
                     rollback=True,
                 )
             )
-    if tensorrt:
+    if tensorrt and offline:
+        trt_req = f"tensorrt-cu{cuda_major}=={tensorrt_version}"
+        steps.append(
+            Step(
+                [*pip, "install", "--no-index", "--find-links", wheelhouse, trt_req],
+                f"TensorRT's Python API and libraries ({trt_req}, from {wheelhouse})",
+                on_fail="continue",
+            )
+        )
+    elif tensorrt:
         trt_req = f"tensorrt-cu{cuda_major}=={tensorrt_version}"
         steps.append(
             Step(
@@ -328,6 +341,27 @@ def revert_command(python: str, cuda_major: int, ort_cpu_version: str | None) ->
     return f"{python} -m pip uninstall -y onnxruntime-gpu {trt} && {python} -m pip install {cpu}"
 
 
+#: what a failed pip run's cause line looks like, most telling first (pip ends with hints)
+_PIP_CAUSES = tuple(
+    re.compile(p)
+    for p in (
+        r"urlopen error|Failed to resolve|Name or service not known|name resolution",
+        r"No matching distribution|Could not find a version",
+        r"HTTPError|ConnectionError|timed out",
+        r"^\s*ERROR: |error: ",
+    )
+)
+
+
+def pip_cause(lines: Sequence[str]) -> str:
+    """The line of pip's output that says why it failed ('' when none does)."""
+    for pat in _PIP_CAUSES:
+        hit = next((ln.strip() for ln in lines if pat.search(ln)), None)
+        if hit:
+            return hit
+    return ""
+
+
 def run_install(steps: Sequence[Step], log: Any) -> dict[str, Any]:
     """Run a plan; stops at a failed ``abort`` step, rolls back after a failed ``rollback``."""
     done: list[dict[str, Any]] = []
@@ -352,7 +386,10 @@ def run_install(steps: Sequence[Step], log: Any) -> dict[str, Any]:
         done.append(rec)
         if proc.returncode == 0:
             continue
-        log(f"install: failed (exit {proc.returncode}): {' | '.join(out[-3:])}")
+        # pip ends with generic hints; the line that says what went wrong comes earlier
+        cause = pip_cause(out)
+        rec["cause"] = cause[:300]
+        log(f"install: failed (exit {proc.returncode}): {cause[:300] or ' | '.join(out[-3:])}")
         if step.on_fail == "continue":
             trt_ok = False
             continue
@@ -362,7 +399,14 @@ def run_install(steps: Sequence[Step], log: Any) -> dict[str, Any]:
             continue
         ok = ort_ok = False
         break
-    return {"steps": done, "ok": ok and trt_ok, "onnxruntime_gpu": ort_ok, "tensorrt": trt_ok}
+    has_ort = any(s.on_fail == "rollback" for s in steps)
+    has_trt = any(s.on_fail == "continue" for s in steps)
+    return {
+        "steps": done,
+        "ok": ok and trt_ok,
+        "onnxruntime_gpu": ort_ok if has_ort else None,  # None: not attempted
+        "tensorrt": trt_ok if has_trt else None,
+    }
 
 
 # --------------------------------------------------------------------------- models, feeds
@@ -1104,6 +1148,12 @@ def _parser() -> argparse.ArgumentParser:
     )
     ap.add_argument("--ort-gpu-version", default=None, help="onnxruntime-gpu version to install")
     ap.add_argument("--tensorrt-version", default=TENSORRT_VERSION)
+    ap.add_argument(
+        "--wheelhouse",
+        type=Path,
+        default=None,
+        help="install from the wheels in this directory, no index (a machine offline)",
+    )
     ap.add_argument("--tensorrt-index", default=TENSORRT_INDEX)
     ap.add_argument(
         "--no-tensorrt-install", action="store_true", help="install onnxruntime-gpu only"
@@ -1117,6 +1167,11 @@ def _parser() -> argparse.ArgumentParser:
     )
     ap.add_argument("--install-report", type=Path, default=None, help=argparse.SUPPRESS)
     return ap
+
+
+def _drop(wheelhouse: str, offline: bool) -> None:
+    if not offline:  # a temporary download directory, not the user's wheels
+        shutil.rmtree(wheelhouse, ignore_errors=True)
 
 
 def _strip_install(argv: Sequence[str]) -> list[str]:
@@ -1172,7 +1227,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         from embodied.trt import tensorrt_import_error
 
         trt_needed = not args.no_tensorrt_install and tensorrt_import_error() is not None
-        wheelhouse = tempfile.mkdtemp(prefix="embodied-gpu-wheels-")
+        offline = args.wheelhouse is not None
+        wheelhouse = str(args.wheelhouse) if offline else tempfile.mkdtemp(prefix="embodied-gpu-")
         plan = install_plan(
             sys.executable,
             cuda_major,
@@ -1184,6 +1240,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             cuda_wheels=not args.system_cuda,
             tensorrt=trt_needed,
             ort_gpu=ort_needed,
+            offline=offline,
         )
         revert = revert_command(sys.executable, cuda_major, cpu_ver)
         inst: dict[str, Any] = {
@@ -1194,7 +1251,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "dry_run": bool(args.dry_run),
         }
         if args.dry_run:
-            shutil.rmtree(wheelhouse, ignore_errors=True)
+            _drop(wheelhouse, offline)
             where = f"CUDA {cuda_major}" + ("" if gpu and gpu.gpus else " (no GPU detected here)")
             print(f"install plan for {sys.executable}, {where}:")
             for s in plan:
@@ -1216,7 +1273,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         else:
             print(f"installing into {sys.executable} (to go back: {revert})", flush=True)
             inst.update(run_install(plan, lambda m: print(m, flush=True)), ran=True)
-            shutil.rmtree(wheelhouse, ignore_errors=True)
+            _drop(wheelhouse, offline)
             rep_path = Path(tempfile.mkdtemp(prefix="embodied-gpu-")) / "install.json"
             rep_path.write_text(json.dumps(inst))
             # a fresh interpreter, so the onnxruntime just installed is the one imported
@@ -1229,7 +1286,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 str(rep_path),
             ]
             return subprocess.run(cmd).returncode
-        shutil.rmtree(wheelhouse, ignore_errors=True)
+        _drop(wheelhouse, offline)
 
     try:
         import onnxruntime as ort
@@ -1246,9 +1303,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         if CUDA not in have:
             inst = report["install"] or {}
             extra = ""
-            if inst.get("ran") and not inst.get("onnxruntime_gpu"):
-                tail = [t for s in inst.get("steps", []) if s["rc"] for t in s["tail"]][-1:]
-                extra = f"; the install failed ({' '.join(tail)[:160]})"
+            if inst.get("ran") and inst.get("onnxruntime_gpu") is False:
+                why = [s.get("cause") or " ".join(s["tail"][-1:]) for s in inst["steps"] if s["rc"]]
+                extra = f"; the install failed ({why[0][:200] if why else '?'})"
             return _skip(
                 report,
                 f"no CUDAExecutionProvider in onnxruntime {ort.__version__} "
@@ -1279,7 +1336,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         try:
             open_session(probe.path, CUDA)
         except Exception as e:
-            return _skip(report, f"CUDAExecutionProvider did not start on this GPU: {e}", args)
+            return _skip(
+                report,
+                f"no working CUDAExecutionProvider: onnxruntime {ort.__version__}'s CUDA "
+                f"provider did not start on {gpu.gpus[0].split(' (UUID')[0] if gpu else 'the GPU'} "
+                f"({e}; ONNX Runtime's log above names the library it could not load)",
+                args,
+            )
     if TENSORRT in providers:
         if TENSORRT not in ort.get_available_providers():
             report["tensorrt"]["skipped"] = (

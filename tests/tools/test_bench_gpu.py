@@ -180,3 +180,33 @@ def test_cuda_against_cpu_on_the_shipped_policy(tmp_path):
     rep = json.loads(out.read_text())
     v = {r["variant"]: r for m in rep["models"] for r in m["variants"]}
     assert v["cuda-fp32"]["providers_active"][0] == bg.CUDA and v["cuda-fp32"]["parity"]["ok"]
+
+
+def test_a_failed_download_stops_the_plan_before_anything_changes(tmp_path):
+    """Real pip against an empty local wheelhouse (no index): the download fails, the steps
+    after it (here a marker file standing for the uninstall) never run, and the report names
+    pip's own reason."""
+    marker = tmp_path / "uninstalled"
+    pip = [sys.executable, "-m", "pip", "--disable-pip-version-check"]
+    steps = [
+        bg.Step(
+            [
+                *pip,
+                "download",
+                "--no-index",
+                "--find-links",
+                str(tmp_path),
+                "--dest",
+                str(tmp_path),
+                "onnxruntime-gpu==0.0.1",
+            ],
+            "fetch",
+        ),
+        bg.Step([sys.executable, "-c", f"open({str(marker)!r}, 'w')"], "stands for the uninstall"),
+    ]
+    res = bg.run_install(steps, lambda _m: None)
+    assert res["ok"] is False and len(res["steps"]) == 1 and not marker.exists()
+    assert "onnxruntime-gpu==0.0.1" in res["steps"][0]["cause"]
+    assert bg.pip_cause(["x", "  ERROR: No matching distribution found for y", "hint: z"]) == (
+        "ERROR: No matching distribution found for y"
+    )
