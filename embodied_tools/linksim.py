@@ -650,6 +650,9 @@ def _config(args: argparse.Namespace, duration: float | None) -> SimConfig:
         burst_loss=_burst(args.burst, args.fps),
         seed=args.seed,
     )
+    trace = getattr(args, "trace", None)
+    if isinstance(trace, str) and trace in catalog.TRACES and not Path(trace).exists():
+        link = catalog.entry(trace).link_config(link)  # a profile's own link parameters
     return SimConfig(frame_rate_hz=args.fps, duration_s=duration, link=link)
 
 
@@ -739,7 +742,11 @@ def _run_shared(args: argparse.Namespace, settings: ControllerSettings, meta: di
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.generate is not None:
+        from embodied.link.profiles import NARROWBAND_DIR, write_narrowband
+
         for path in synthetic.write_shipped(args.generate):
+            print(path)
+        for path in write_narrowband(Path(args.generate).parent / NARROWBAND_DIR.name):
             print(path)
         return 0
     if args.list:

@@ -21,7 +21,7 @@ trained with no image: the floor), ``tokens@k``, ``<codec>@<bytes>``. Bits are p
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from functools import cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
@@ -68,6 +68,8 @@ class Point:
     overhead_bytes: int = 8  # transport framing per packet on a trace (link-sim's default; UDP: 28)
     loss_pct: float = 0.0  # random packet loss on the trace's link (%)
     burst: bool = False  # Gilbert-Elliott bursts (BURST_LOSS) on the trace's link
+    delay_ms: float = 0.0  # ideal link only: a fixed one-way delay (success vs added latency)
+    interval: int = 1  # send only every n-th frame (the rest skipped): success vs send interval
 
     @property
     def policy_name(self) -> str:
@@ -92,6 +94,10 @@ class Point:
             base += f"[{self.tokenizer}]"
         if self.controller is not None and self.max_budget is not None:
             base += f"(max{self.max_budget})"
+        if self.delay_ms:
+            base += f"+{self.delay_ms:g}ms"
+        if self.interval > 1:
+            base += f"/{self.interval}"
         if self.trace:
             base += f"~{self.trace}"
             if self.overhead_bytes != 8:
@@ -260,6 +266,8 @@ def run_episode(
 
     session: LinkSession | None = None
     trace = _trace(point.trace) if point.trace else None
+    if point.delay_ms and (trace is not None or point.codec in ("clean", "blind")):
+        raise ValueError("delay_ms adds latency to a codec's stream on the ideal link only")
     if point.codec in ("clean", "blind"):
         if trace is not None:
             raise ValueError("clean/blind points run on the ideal link only")
@@ -270,8 +278,13 @@ def run_episode(
         else:
             codec = tokenizer if point.codec == "tokens" else _make_pixel_codec(point.codec)
         by_size = point.codec not in TOKEN_CODECS and point.controller is None
+        controller: Any = point_controller(point, len(list(codec.budgets())), control_hz)
+        if point.interval > 1:
+            from embodied.control.fixed import EveryNth
+
+            controller = EveryNth(controller, point.interval)
         sender = Sender(
-            point_controller(point, len(list(codec.budgets())), control_hz),
+            controller,
             codec=codec,
             target_bytes=point.target_bytes if by_size else None,
         )
@@ -279,7 +292,13 @@ def run_episode(
             overhead_bytes=point.overhead_bytes, loss_rate=point.loss_pct / 100.0,
             burst_loss=BURST_LOSS if point.burst else None, seed=seed,
         )  # fmt: skip
-        session = LinkSession(sender, trace, link)
+        if point.trace:  # a narrowband profile brings its own propagation, framing, queue, loss
+            from embodied.link.catalog import entry
+
+            link = entry(point.trace).link_config(link)
+            if point.loss_pct:  # an explicit loss rate wins over the profile's
+                link = replace(link, loss_rate=point.loss_pct / 100.0)
+        session = LinkSession(sender, trace, link, ideal_delay_s=point.delay_ms / 1e3)
     # Each episode meets the link at its own moment of the trace (drawn from the seed), so that
     # a sweep samples the trace's good and bad stretches instead of replaying its first seconds.
     t0 = float(np.random.default_rng([seed, 0x7ACE]).uniform(0, trace.period_s)) if trace else 0.0

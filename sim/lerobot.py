@@ -562,7 +562,7 @@ def add_train_args(p: argparse.ArgumentParser) -> None:
         "--lerobot-cache",
         default=None,
         metavar="DIR",
-        help="where the converted dataset goes (default data/lerobot/<name>)",
+        help="where the converted dataset goes (default data/lerobot-cache/<name>; never the dataset itself)",
     )
 
 
@@ -584,7 +584,12 @@ def prepare_train_data(a: argparse.Namespace) -> None:
     src = Path(a.dataset)
     keys = LeRobotKeys(a.lerobot_camera, a.lerobot_state, a.lerobot_action,
                        parse_task_map(a.lerobot_task))  # fmt: skip
-    out = Path(a.lerobot_cache or Path("data") / "lerobot" / src.resolve().name)
+    out = Path(a.lerobot_cache or Path("data") / "lerobot-cache" / src.resolve().name)
+    s, o = src.resolve(), out.resolve()
+    if o == s or s in o.parents or o in s.parents:  # the conversion clears its directory
+        raise LeRobotFormatError(
+            f"--lerobot-cache {out} would overwrite the dataset {src}: give another directory"
+        )
     marker = out / "lerobot_source.json"
     info = src / "meta" / "info.json"
     if marker.is_file() and info.is_file():

@@ -57,6 +57,16 @@ def _ints(s: str) -> list[int]:
     return out
 
 
+def _floats(s: str) -> list[float]:
+    try:
+        out = [float(x) for x in s.split(",") if x.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got {s!r}") from None
+    if not out or any(x < 0 for x in out):
+        raise argparse.ArgumentTypeError(f"expected non-negative numbers, got {s!r}")
+    return out
+
+
 def _losses(spec: str) -> list[dict]:
     """``--loss 0,1,5,burst`` → Point keywords per variant."""
     out: list[dict] = []
@@ -118,7 +128,8 @@ def build_points(a: argparse.Namespace) -> list[Point]:
             if not a.budgets:
                 raise ValueError(f"empty --budgets: nothing to evaluate for {c}")
             for tok in tokenizers:
-                points += [Point(c, budget=k, tokenizer=tok) for k in a.budgets]
+                points += [Point(c, budget=k, tokenizer=tok, delay_ms=d, interval=n)
+                           for n in a.intervals for d in a.delays for k in a.budgets]  # fmt: skip
         else:
             targets = a.targets or list(DEFAULT_TARGETS.get(c, ()))
             if not targets:
@@ -198,7 +209,9 @@ def summarize(episodes: list[dict], points: list[Point], control_hz: float) -> d
         rows.append({
             "point": p.key(), "codec": p.codec, "tokenizer": p.tokenizer, "policy": p.policy_name,
             "budget": p.budget, "target_bytes": p.target_bytes, "trace": p.trace,
-            "controller": p.controller, "episodes": len(eps), "success": rate.value,
+            "controller": p.controller, "delay_ms": p.delay_ms, "interval": p.interval,
+            "episodes": len(eps),
+            "success": rate.value,
             "ci95_low": lo, "ci95_high": hi, "bits_per_frame": bits,
             "header_bits_per_frame": float(np.mean([e["header_bits_mean"] for e in sent])),
             "wire_bits_per_frame": float(np.mean([e["wire_bits_mean"] for e in sent])),
@@ -217,7 +230,9 @@ def summarize(episodes: list[dict], points: list[Point], control_hz: float) -> d
 
 
 def _family(r: dict) -> str:
-    return f"{r['codec']}[{r['tokenizer']}]" if r["codec"] in TOKEN_CODECS else r["codec"]
+    fam = f"{r['codec']}[{r['tokenizer']}]" if r["codec"] in TOKEN_CODECS else r["codec"]
+    fam += f"+{r['delay_ms']:g}ms" if r.get("delay_ms") else ""  # one curve per delay
+    return fam + (f"/{r['interval']}" if r.get("interval", 1) > 1 else "")  # and interval
 
 
 def envelope(rates: Sequence[float], succ: Sequence[float]) -> tuple[np.ndarray, np.ndarray]:
@@ -391,7 +406,7 @@ def plot_traces(summary: dict, path: Path) -> None:
                 continue
             x = i + (j - (len(labels) - 1) / 2) * width
             y = 100 * r["success"]
-            err = [[y - 100 * r["ci95_low"]], [100 * r["ci95_high"] - y]]
+            err = [[max(y - 100 * r["ci95_low"], 0.0)], [max(100 * r["ci95_high"] - y, 0.0)]]
             ax.bar(x, y, width, yerr=err, capsize=3, color=f"C{j}", label=lab if i == 0 else None)
             miss = r["deadline_miss_pct"]
             ax.text(x, min(100 * r["ci95_high"] + 1.5, 101), f"{miss:.0f}%", ha="center",
@@ -457,6 +472,12 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--instructions", choices=list(INSTRUCTION_SPLITS), default="train",
                    help="phrasings: the training ones, the held-out ones, or novel sentences "
                    "(sim.suite.NOVEL_INSTRUCTIONS) read through the shipped sentence encoder")  # fmt: skip
+    p.add_argument("--delays", type=_floats, default=[0.0],
+                   help="ideal link: one-way delays (ms) added to the token points, e.g. "
+                   "0,200,400 (success vs added latency)")  # fmt: skip
+    p.add_argument("--intervals", type=_ints, default=[1],
+                   help="ideal link: send only every n-th frame of the token points, e.g. "
+                   "1,4,16 (success vs send interval)")  # fmt: skip
     p.add_argument("--control-hz", type=float, default=30.0)
     p.add_argument("--models", default=str(MODELS_DIR))
     p.add_argument("--workers", type=int, default=os.cpu_count() or 1)

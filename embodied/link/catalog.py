@@ -12,11 +12,13 @@ at that scale already (``embodied.link.synthetic``).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
-from embodied.link import synthetic
+from embodied.link import profiles, synthetic
+from embodied.link.emulator import LinkConfig
+from embodied.link.profiles import LinkParams
 from embodied.link.traces import Trace, read_trace
 from embodied.registry import Registry
 
@@ -27,14 +29,19 @@ MEASURED_SCALE = 1.0 / 64.0
 @dataclass(frozen=True)
 class TraceEntry:
     name: str
-    kind: Literal["synthetic", "measured"]
+    kind: Literal["synthetic", "measured", "narrowband"]
     path: Path
     scale: float
     description: str
     source: str
+    link: LinkParams = field(default_factory=LinkParams)  # a profile's own link parameters
 
     def load(self) -> Trace:
         return read_trace(self.path, scale=self.scale, name=self.name)
+
+    def link_config(self, config: LinkConfig) -> LinkConfig:
+        """``config`` with this trace's own link parameters (a profile's) in place."""
+        return self.link.apply(config)
 
 
 _PENSIEVE = "Pensieve traces (Mao et al., SIGCOMM 2017; MIT licence)"
@@ -92,9 +99,15 @@ SYNTHETIC: tuple[TraceEntry, ...] = tuple(
 
 SHIPPED: tuple[TraceEntry, ...] = SYNTHETIC + MEASURED
 
-#: the shipped traces by name (refuses a name twice; unknown names get "did you mean")
+#: the narrowband profiles (embodied.link.profiles): a trace and the link's own parameters
+NARROWBAND: tuple[TraceEntry, ...] = tuple(
+    TraceEntry(p.name, "narrowband", p.path, p.scale, p.description, p.source, p.link)
+    for p in profiles.PROFILES
+)
+
+#: every trace and profile by name (refuses a name twice; unknown names get "did you mean")
 TRACES: Registry[TraceEntry] = Registry("trace")
-for _e in SHIPPED:
+for _e in SHIPPED + NARROWBAND:
     TRACES.add(_e.name, _e)
 
 

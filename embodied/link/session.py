@@ -50,16 +50,22 @@ class LinkSession:
         *,
         feedback_delay_s: float | None = None,
         emulator: LinkEmulator | None = None,
+        ideal_delay_s: float = 0.0,
     ) -> None:
+        """``ideal_delay_s``: on the ideal link, a fixed one-way delay (no bandwidth limit:
+        the added-latency curves of ``embodied success-curves``); feedback takes as long."""
+        if ideal_delay_s < 0:
+            raise ValueError(f"ideal_delay_s={ideal_delay_s} must be >= 0")
+        self.ideal_delay_s = float(ideal_delay_s) if trace is None and emulator is None else 0.0
         self.sender = sender
         self.config = emulator.config if emulator is not None else (link or LinkConfig())
         if emulator is not None:
             self.link: LinkEmulator | None = emulator
         else:
             self.link = LinkEmulator(trace, self.config) if trace is not None else None
-        self.feedback_delay_s = (
-            self.config.propagation_delay_s if feedback_delay_s is None else feedback_delay_s
-        )
+        # (the ideal link's reports come back after the config's propagation, plus any delay)
+        prop = self.config.propagation_delay_s + self.ideal_delay_s
+        self.feedback_delay_s = prop if feedback_delay_s is None else feedback_delay_s
         self.fates = FateCounts()  # ground truth per captured frame
         self.stats = StreamStats()
         self._reports: list[tuple[float, int, int, float]] = []  # (seen, seq, key, arrival)
@@ -150,8 +156,8 @@ class LinkSession:
         if self.link is None:
             res = PacketResult(
                 seq=self._seq, send_time=send_time, packet_bytes=packet_bytes, overhead_bytes=0,
-                backlog_bytes=0.0, departure_time=send_time, arrival_time=send_time,
-                fate="delivered",
+                backlog_bytes=0.0, departure_time=send_time,
+                arrival_time=send_time + self.ideal_delay_s, fate="delivered",
             )  # fmt: skip
         else:
             res = self.link.send(send_time, packet_bytes)

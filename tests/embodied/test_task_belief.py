@@ -119,7 +119,6 @@ def test_shipped_models_fit_their_budget():
     assert total <= MODEL_BUDGET_MB, f"embodied/models weighs {total:.1f} MB"
 
 
-
 def test_novel_phrasings_are_in_no_pool_and_no_cache():
     from embodied.instruction import EmbeddingCache, normalize_phrase
     from sim.suite import INSTRUCTION_SPLITS, NOVEL_INSTRUCTIONS, instruction_for

@@ -203,3 +203,20 @@ def test_the_torchvision_stand_in_is_not_left_behind():
     import sys
 
     assert "torchvision" not in sys.modules or lr._torchvision_works()
+
+
+def test_the_conversion_never_overwrites_the_dataset(tmp_path):
+    """The converted copy clears its directory: one that is (or holds, or lies in) the dataset
+    is refused, and the dataset stays as it was."""
+    import argparse
+
+    src = tmp_path / "lerobot" / "demos"
+    (src / "meta").mkdir(parents=True)
+    (src / "meta" / "info.json").write_text("{}")
+    for cache in (src, src / "converted", tmp_path / "lerobot"):
+        a = argparse.Namespace(dataset=str(src), lerobot_camera="auto",
+                               lerobot_state="observation.state", lerobot_action="action",
+                               lerobot_task=[], lerobot_cache=str(cache))  # fmt: skip
+        with pytest.raises(lr.LeRobotFormatError, match="would overwrite the dataset"):
+            lr.prepare_train_data(a)
+    assert (src / "meta" / "info.json").read_text() == "{}"
