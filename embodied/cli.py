@@ -73,6 +73,16 @@ register(
     "embodied_tools.inter_bench:main",
     "the link controller with coding across frames: per-kind size model vs one model",
 )
+register(
+    "inter-bits",
+    "embodied_tools.inter_bits:main",
+    "payload and header bits per frame, intra vs inter, on expert episodes of both suites",
+)
+register(
+    "success-curves",
+    "embodied_tools.success_curves:main",
+    "measure success vs budget, added delay and send interval (the success-aware controller's)",
+)
 register("belief", "embodied_tools.belief:main", "which task a policy reads an instruction as")
 register("tasks", "sim.suite:tasks_main", "list the benchmark tasks, their ids and instructions")
 register(

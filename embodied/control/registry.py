@@ -80,6 +80,14 @@ register(
 )
 register(
     ControllerSpec(
+        "success",
+        "embodied.control.success:SuccessAwareController",
+        "success-aware: the budget and send interval of highest expected task success "
+        "(measured curves), Salsify-style frame skipping (Fouladi et al. NSDI 2018)",
+    )
+)
+register(
+    ControllerSpec(
         "oracle",
         "embodied.control.oracle:OracleController",
         "clairvoyant greedy ceiling (evaluation only)",

@@ -102,11 +102,12 @@ class _NullWorld:
 
 
 def test_registry_refuses_duplicates_and_names_valid_ones():
-    assert {"fixed", "aimd", "deadline", "oracle"} <= set(REGISTRY)
+    assert {"fixed", "aimd", "deadline", "success", "oracle"} <= set(REGISTRY)
     with pytest.raises(ValueError, match="already registered"):
         register(ControllerSpec("aimd", "x:Y", "dup"))
     with pytest.raises(
-        KeyError, match=r"Did you mean 'deadline'.*Valid controllers: fixed, aimd, deadline, oracle"
+        KeyError,
+        match=r"Did you mean 'deadline'.*Valid controllers: fixed, aimd, deadline, success, oracle",
     ):
         make_controller("dealine")
     with pytest.raises(ValueError, match="needs the simulator's world"):
@@ -160,7 +161,7 @@ class _Retune:
         return self.inner.next_budget(now, keyframe=keyframe)
 
 
-@pytest.mark.parametrize("name", ["fixed", "aimd", "deadline"])
+@pytest.mark.parametrize("name", ["fixed", "aimd", "deadline", "success"])
 def test_live_settings_take_effect(name):
     ctrl = _Retune(
         make_controller(name),
