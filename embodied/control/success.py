@@ -34,8 +34,8 @@ Settings are the same as every controller's: ``min_budget`` / ``max_budget`` bou
 frame), and ``deadline_ms`` bounds the **queueing** the sender causes (the wait behind its own
 packets still in flight; not the transmission of one packet or the propagation, which no sender
 can shorten): a frame that would wait longer is skipped.
-Where no plan is sustainable (an outage, a link slower than one minimum packet per interval)
-it probes as the deadline-aware controller does.
+Two late reports in a row halve the capacity it plans with (the deadline-aware controller's
+back-off); where no plan is sustainable (an outage) it sends a minimum-budget probe now and then.
 """
 
 from __future__ import annotations
@@ -215,14 +215,18 @@ class SuccessAwareController(DeadlineAwareController):
         ks = {lo, hi} | {k for k in self.curves.budgets if lo <= k <= hi}
         return sorted(ks)
 
-    def choose(self, now: float) -> tuple[int, int, float] | None:
+    def choose(self, now: float, capacity: float | None = None) -> tuple[int, int, float] | None:
         """The best plan (budget, interval, U) the link sustains now, or None."""
         s = self.settings
-        c = self.capacity_now(now)
+        c = self.capacity_now(now) if capacity is None else capacity
         limit = self.utilization * c
         if s.bitrate_cap_kbps > 0:
             limit = min(limit, s.bitrate_cap_kbps * 1e3)
-        prop = self.prop_high()
+        # one-way propagation: the size-pair estimate once there is one, else the smallest
+        # delay seen less one minimum packet's transmission (that delay includes it)
+        wire_min = self.predicted_wire_bytes(s.min_budget)
+        prop = (self.prop_low() if self._prop_samples
+                else max(0.0, self.prop_high() - wire_min * 8.0 / c))  # fmt: skip
         fps = self.frame_rate_hz
         plans = []
         for k in self._candidates():
@@ -244,16 +248,24 @@ class SuccessAwareController(DeadlineAwareController):
 
     def _decide(self, now: float) -> int:
         s = self.settings
+        c = self.capacity_now(now)
         if self.overdue_reports(now) >= 2:  # the link slowed by an unknown factor: back off
-            return super()._decide(now)
-        plan = self.choose(now)
-        if plan is None:  # nothing sustainable: probe as the deadline-aware controller does
-            return super()._decide(now)
+            c *= self.overdue_backoff
+        plan = self.choose(now, c)
+        if plan is None:  # nothing sustainable (an outage): a minimum-budget probe now and then
+            probe = (
+                len(self._inflight) < self.max_probes_in_flight
+                and now - self._last_plan_send >= self.probe_interval_s * max(self.intervals)
+            )
+            if probe:
+                self._last_plan_send = now
+                return s.min_budget
+            return SKIP
         self.plan = plan
         k, n, _ = plan
         if now - self._last_plan_send < (n - 0.5) / self.frame_rate_hz:
             return SKIP
-        if self.queue_wait(now, self.capacity_now(now)) > s.deadline_ms / 1e3:
+        if self.queue_wait(now, c) > s.deadline_ms / 1e3:
             return SKIP  # the frames already sent would hold this one longer than the deadline
         self._last_plan_send = now
         return k
