@@ -11,10 +11,14 @@ downstream, from curves measured in closed loop with the tokenizer and policy
 * ``S_d(d)``: success against an added one-way delay d (k = 1, every frame sent);
 * ``S_n(n)``: success when only every n-th frame is sent (k = 1, ideal link).
 
-Each is turned into the share of the **vision gain** (success above the blind policy's) it keeps,
-and the three shares multiply (a separable model, measured one axis at a time)::
+Delay and interval act as the share of success they keep, and the factors multiply (a separable
+model, measured one axis at a time)::
 
-    U(k, n) = blind + (S_k(k) - blind) · g_d(latency(k)) · g_n(n)
+    U(k, n) = S_k(k) · S_d(latency(k)) / S_d(0) · S_n(n) / S_n(1)
+
+Not the blind policy's success as a floor: the policy downstream acts on the frames it gets and
+holds between them, so sending (almost) nothing costs success down to zero (S_n at 32 frames
+apart is 4.5%, under the blind policy's 29.5%), and the controller keeps sending what it can.
 
 For every frame it considers every budget k in ``min..max`` and send interval n, keeps the
 plans whose rate ``bytes(k)·8·fps/n`` stays under ``utilization`` of the estimated capacity (and
@@ -139,25 +143,24 @@ class SuccessCurves:
     def _blind(self, task: str | None) -> float:
         return self.blind.get(task or "all", self.blind["all"])
 
-    def _share(self, axis: tuple[float, ...], row: np.ndarray, x: float, blind: float) -> float:
-        """The share of the vision gain kept at ``x`` (interpolated; the envelope from the
-        origin of the axis on, so a noisy point never makes less of the axis better)."""
+    def _ratio(self, axis: tuple[float, ...], row: np.ndarray, x: float) -> float:
+        """Success at ``x`` over success at the axis' origin (interpolated, on the envelope
+        from the origin on, so a noisy point never makes more delay or a longer interval
+        better)."""
         env = np.minimum.accumulate(row)  # more delay / a longer interval never helps
         s = float(np.interp(x, np.asarray(axis, float), env))
-        gain = env[0] - blind
-        return 1.0 if gain <= 1e-9 else float(np.clip((s - blind) / gain, 0.0, 1.0))
+        return 0.0 if env[0] <= 1e-9 else float(np.clip(s / env[0], 0.0, 1.0))
 
     def expected(
         self, budget: int, latency_ms: float, interval: int, task: str | None = None
     ) -> float:
         """U(k, n): expected success at budget k, one-way latency and send interval n."""
-        blind = self._blind(task)
         s_k = float(np.interp(math.log2(budget), np.log2(self.budgets),
                               np.maximum.accumulate(self._row(self.success, task))))  # fmt: skip
-        g_d = self._share(self.delays_ms, self._row(self.success_delay, task), latency_ms, blind)
-        g_n = self._share(tuple(map(float, self.intervals)),
-                          self._row(self.success_interval, task), float(interval), blind)  # fmt: skip
-        return blind + max(s_k - blind, 0.0) * g_d * g_n
+        r_d = self._ratio(self.delays_ms, self._row(self.success_delay, task), latency_ms)
+        r_n = self._ratio(tuple(map(float, self.intervals)),
+                          self._row(self.success_interval, task), float(interval))  # fmt: skip
+        return s_k * r_d * r_n
 
 
 def default_curves() -> SuccessCurves:

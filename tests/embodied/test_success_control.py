@@ -36,14 +36,16 @@ CURVES = SuccessCurves(
 )  # fmt: skip
 
 
-def test_the_model_keeps_the_vision_gain_by_axis():
+def test_the_model_multiplies_what_each_axis_keeps():
     c = CURVES
     assert c.expected(1, 0.0, 1) == pytest.approx(0.9)
-    assert c.expected(64, 200.0, 1) == pytest.approx(0.1 + 0.8 * 0.5)  # half the gain
-    assert c.expected(1, 0.0, 16) == pytest.approx(0.1)  # no gain left: the blind floor
+    assert c.expected(64, 200.0, 1) == pytest.approx(0.9 * 0.5 / 0.9)  # the delay's share
+    assert c.expected(1, 0.0, 16) == pytest.approx(0.9 * 0.1 / 0.9)  # frames 16 apart
     assert c.expected(1, 1e4, 1) == pytest.approx(0.1)  # beyond the axis: its last value
     ds = [c.expected(1, d, 1) for d in np.linspace(0, 500, 26)]
     assert all(a >= b for a, b in itertools.pairwise(ds))  # more delay never helps
+    ns = [c.expected(1, 0.0, n) for n in range(1, 17)]
+    assert all(a >= b for a, b in itertools.pairwise(ns))  # nor a longer interval
     # a noisy point above its neighbours is not believed (the envelope from the origin)
     noisy = SuccessCurves(
         **{**CURVES.__dict__, "success_interval": {"all": (0.9, 0.6, 0.8, 0.7, 0.1)}}
