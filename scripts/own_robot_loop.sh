@@ -3,7 +3,7 @@
 # scripted expert for your teleoperator (README "Your own robot"). Each step is the command a
 # user with a real robot runs; only step 1 changes (your driver publishes the same topics).
 #
-#   bash scripts/own_robot_loop.sh [EPISODES=110] [TOKENIZER_STEPS=1500] [POLICY_STEPS=3000]
+#   bash scripts/own_robot_loop.sh [EPISODES=110] [TOKENIZER_STEPS=1500] [POLICY_STEPS=1000]
 #
 # Writes data/rec/demos.mcap, data/lerobot/rec-demos (LeRobotDataset v3), runs/own/{tok,vla}-task
 # and results/own/{own,shipped}/summary.json (the same held-out seeds for both). About 35 min
@@ -12,7 +12,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 EPISODES=${1:-110}
 TOK_STEPS=${2:-1500}
-POL_STEPS=${3:-3000}
+POL_STEPS=${3:-1000}
 BIN=.venv/bin
 export MUJOCO_GL=${MUJOCO_GL:-egl} PYOPENGL_PLATFORM=${PYOPENGL_PLATFORM:-egl} HF_HUB_OFFLINE=1
 export ROS_DOMAIN_ID=${ROS_DOMAIN_ID:-57} ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST
