@@ -39,7 +39,7 @@ $BIN/embodied train policy --dataset data/lerobot/rec-demos --tokenizer runs/own
     --out runs/own/vla-task --steps "$POL_STEPS"
 
 echo "== 4. deploy: closed loop on held-out seeds, beside the shipped models on the same seeds"
-$BIN/embodied eval --models runs/own --codecs tokens --budgets 64 --episodes 10 \
+$BIN/embodied eval --models runs/own --tokenizers tok-task --codecs tokens --budgets 64 --episodes 10 \
     --no-references --out results/own/own
-$BIN/embodied eval --codecs tokens --budgets 64 --episodes 10 --no-references \
+$BIN/embodied eval --tokenizers tok-task --codecs tokens --budgets 64 --episodes 10 --no-references \
     --out results/own/shipped

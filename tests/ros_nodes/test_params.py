@@ -18,7 +18,8 @@ LENIENT = {"strict_model_check": False}
 CHECKED = {
     "tokenizer": {"budget", "min_budget", "max_budget", "mode", "bitrate_cap_kbps",
                   "deadline_ms", "loss_timeout_ms", "log_changes"},
-    "policy": {"action_deadline_ms", "instruction", "watchdog_ms", "hold_repeat_s"},
+    "policy": {"action_deadline_ms", "instruction", "watchdog_ms", "hold_repeat_s",
+               "min_task_belief", "unsure_instruction"},
     "camera": {"width", "height", "frame_id", "loop"},
     "sim_robot": {"action_timeout_ms"},
 }  # fmt: skip
@@ -213,6 +214,15 @@ def test_policy_live_parameters_take_effect(models, procs, ros):
         params.set(instruction="")
         ros.spin_until(lambda: _latest_diag(diags, "/policy").get("task") == topic_task, 5,
                        "back to the topic's instruction")  # fmt: skip
+        # min_task_belief: above any belief, the instruction reads as no task and the robot
+        # holds; unsure_instruction: act acts on it anyway
+        params.set(min_task_belief=1.0)
+        ros.spin_until(lambda: _latest_diag(diags, "/policy").get("hold_reason") == "instruction",
+                       5, "the hold on an unsure instruction")  # fmt: skip
+        params.set(unsure_instruction="act")
+        n = len(moving())
+        ros.spin_until(lambda: len(moving()) >= n + 3, 5, "acting on it anyway")
+        params.set(min_task_belief=0.5, unsure_instruction="hold")
     # watchdog_ms: silent for 1.5 s under a minute's watchdog: no hold; at 100 ms: hold
     state["send"] = False
 
