@@ -23,7 +23,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any, ClassVar
 
-from embodied.control.base import ControllerSettings, Feedback
+from embodied.control.base import ControllerSettings, Delegating, Feedback
 from embodied.control.registry import make_controller
 from embodied.interframe import INTER_SIZES_FILE
 from embodied.link.catalog import entry
@@ -35,21 +35,14 @@ DEFAULT_TABLE = Path(__file__).resolve().parents[1] / "embodied/models/tok-task"
 DEFAULT_CASES = ("stable:0.2", "cellular:0.2", "outages:0.2", "cellular:0.1")
 
 
-class KindUnaware:
+class KindUnaware(Delegating):
     """A controller told every frame is a keyframe: one size model learns both kinds (the
     ablation of the per-kind size model)."""
 
     name: ClassVar[str] = "kind-unaware"
 
     def __init__(self, name: str, settings: ControllerSettings | None = None, fps: float = 30.0):
-        self.inner = make_controller(name, settings, frame_rate_hz=fps)
-
-    @property
-    def settings(self) -> ControllerSettings:
-        return self.inner.settings
-
-    def update_settings(self, **changes: Any) -> ControllerSettings:
-        return self.inner.update_settings(**changes)
+        super().__init__(make_controller(name, settings, frame_rate_hz=fps))
 
     def observe(self, feedback: Feedback) -> None:
         self.inner.observe(replace(feedback, keyframe=True))
@@ -57,9 +50,6 @@ class KindUnaware:
     def next_budget(self, now: float, *, keyframe: bool = True) -> int:
         del keyframe
         return self.inner.next_budget(now, keyframe=True)
-
-    def capacity_bps(self, now: float) -> float | None:
-        return self.inner.capacity_bps(now)
 
 
 def trace_case(spec: str) -> Trace:

@@ -151,6 +151,32 @@ class Controller(Protocol):
     def capacity_bps(self, now: float) -> float | None: ...
 
 
+class Delegating:
+    """A controller that wraps another and passes everything through: subclass it and override
+    what changes (``embodied.control.fixed.EveryNth``, the inter-bench's kind-unaware ablation)."""
+
+    name: ClassVar[str] = "delegating"
+
+    def __init__(self, inner: Controller) -> None:
+        self.inner = inner
+
+    @property
+    def settings(self) -> ControllerSettings:
+        return self.inner.settings
+
+    def update_settings(self, **changes: Any) -> ControllerSettings:
+        return self.inner.update_settings(**changes)
+
+    def observe(self, feedback: Feedback) -> None:
+        self.inner.observe(feedback)
+
+    def next_budget(self, now: float, *, keyframe: bool = True) -> int:
+        return self.inner.next_budget(now, keyframe=keyframe)
+
+    def capacity_bps(self, now: float) -> float | None:
+        return self.inner.capacity_bps(now)
+
+
 class BaseController:
     """Settings, modes, the bit-rate cap and online bytes(k)/compute(k) models.
 

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
-from embodied.control.base import SKIP, BaseController, ControllerSettings, Feedback
+from embodied.control.base import SKIP, BaseController, Delegating
 
 
 class FixedBudget(BaseController):
@@ -24,31 +24,20 @@ class FixedBudget(BaseController):
         return self.settings.fixed_budget
 
 
-class EveryNth:
+class EveryNth(Delegating):
     """Another controller's budget on every ``n``-th frame, the rest skipped: the send-interval
     axis of the success curves (``embodied success-curves``, ``embodied eval --intervals``)."""
+
+    name: ClassVar[str] = "every-nth"
 
     def __init__(self, inner: Any, n: int) -> None:
         if n < 1:
             raise ValueError(f"interval n={n} must be >= 1")
-        self.inner, self.n, self._frame = inner, int(n), 0
-        self.name = f"{inner.name}/every{n}"
-
-    @property
-    def settings(self) -> ControllerSettings:
-        return self.inner.settings
-
-    def update_settings(self, **changes: Any) -> ControllerSettings:
-        return self.inner.update_settings(**changes)
-
-    def observe(self, feedback: Feedback) -> None:
-        self.inner.observe(feedback)
+        super().__init__(inner)
+        self.n, self._frame = int(n), 0
 
     def next_budget(self, now: float, *, keyframe: bool = True) -> int:
         k = self.inner.next_budget(now, keyframe=keyframe)
         send = self._frame % self.n == 0
         self._frame += 1
         return k if send else SKIP
-
-    def capacity_bps(self, now: float) -> float | None:
-        return self.inner.capacity_bps(now)
