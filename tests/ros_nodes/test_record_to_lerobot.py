@@ -62,7 +62,7 @@ def test_a_recorded_expert_graph_becomes_a_lerobot_dataset(procs, ros, tmp_path)
         max_steps=STEPS, driver="expert", wait_for_policy_s=60.0, seed=SEED,
     )  # fmt: skip
     done = lambda: any(json.loads(m.data)["event"] == "done" for _, m in got)  # noqa: E731
-    ros.spin_until(done, 90, "the expert's two episodes")
+    ros.spin_until(done, 180, "the expert's two episodes")  # start-up waits for discovery
     assert robot.wait(timeout=20) == 0, procs.log("sim_robot")[-2000:]
     ros.spin_for(0.5)
     os.killpg(recorder.pid, signal.SIGINT)  # the recorder finishes the file on Ctrl-C
