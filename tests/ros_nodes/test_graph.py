@@ -26,6 +26,8 @@ pytestmark = [pytest.mark.ros, pytest.mark.slow, pytest.mark.timeout(150)]
 #: The graph mechanics are under test, not the model pairing: smoke models (/tmp/models)
 #: pair a policy with another tokenizer's ids, which the node refuses by default.
 LENIENT = {"strict_model_check": False}
+#: The full-episode test's control rate (Hz).
+HZ = 10.0
 
 
 def _qos(role: str, depth: int | None = None):
@@ -54,8 +56,13 @@ def test_sim_graph_runs_a_full_episode(models, procs, ros, tmp_path):
                 "/**": {"ros__parameters": {"tokenizer_dir": str(tok)}},
                 "policy": {"ros__parameters": {"policy_dir": str(pol), **LENIENT}},
                 "tokenizer": {"ros__parameters": {"budget": 16}},
-                # the launched graph runs until stopped, cycling the suite: this test, one episode
-                "sim_robot": {"ros__parameters": {"task": "drawer-open", "episodes": 1}},
+                # the launched graph runs until stopped, cycling the suite: this test, one episode.
+                # The sim steps the same per control step at any rate; 10 Hz leaves the graph
+                # 100 ms a step, so a loaded CI machine still answers each observation in time
+                # (at 30 Hz, stale chunks there cost the episode once)
+                "sim_robot": {
+                    "ros__parameters": {"task": "drawer-open", "episodes": 1, "control_hz": HZ}
+                },
             }
         )
     )
@@ -77,7 +84,7 @@ def test_sim_graph_runs_a_full_episode(models, procs, ros, tmp_path):
     launcher = procs.start("launch", ["embodied", "launch", "sim", "--params-file", str(extra)])
 
     ros.spin_until(lambda: any(e["event"] == "start" for e in events(ev)), 60, "episode start")
-    ros.spin_until(lambda: bool(_end_events(ev)), 30, "episode end")
+    ros.spin_until(lambda: bool(_end_events(ev)), 150 / HZ + 20, "episode end")
     assert launcher.wait(timeout=20) == 0, procs.log("launch")[-3000:]
     assert recorder.wait(timeout=30) == 0, procs.log("record")[-2000:]
 
@@ -86,8 +93,8 @@ def test_sim_graph_runs_a_full_episode(models, procs, ros, tmp_path):
     assert (end["steps"] <= 150) if end["success"] else (end["steps"] == 150), end
     if tok.parent == ROOT / "embodied" / "models":  # the shipped models (not smoke ones)
         # the task policy opens the drawer on this seed at 16 tokens (it does in `embodied eval`)
-        assert end["success"], end
-    assert end["held_steps"] < end["steps"] // 2, end
+        assert end["success"], json.dumps(end)
+    assert end["held_steps"] < end["steps"] // 2, json.dumps(end)
     codec = TokenCodec(tok)
     fmt = PacketFormat.parse(packets[-1][1].format)
     assert (fmt.codec, fmt.model_id) == ("tokens", codec.model_id)
@@ -100,10 +107,9 @@ def test_sim_graph_runs_a_full_episode(models, procs, ros, tmp_path):
     # at most once per step; the robot's held_steps above shows it had fresh actions throughout
     assert len(moving) >= n // 4 and moving[0].shape == (4, 4), (len(moving), n)
     # the test's own packet subscription matches the tokenizer only after DDS discovery (2-3 s
-    # here, most of a 130-step episode), so count from its first packet: about one packet per
-    # control step (30 Hz) from then on
+    # here), so count from its first packet: about one packet per control step from then on
     span = packets[-1][0] - packets[0][0]
-    assert len(packets) >= 20 and len(packets) >= 0.5 * 30 * span, (len(packets), span, n)
+    assert len(packets) >= 20 and len(packets) >= 0.5 * HZ * span, (len(packets), span, n)
     # the test's own camera subscriber is best-effort (sensor-data QoS) and may miss frames on a
     # loaded machine; the tokenizer's packets above show the frames were delivered to the graph
     assert len(images) >= n // 4, (len(images), n)
