@@ -20,8 +20,9 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from embodied.control.success import SUCCESS_CURVES_FILE, SuccessCurves
+from embodied.control.success import SUCCESS_CURVES_FILE, SuccessCurves, curves_file
 from embodied.modelfiles import MODELS_DIR
+from sim.evaluate import PROPRIO_PAIRINGS
 
 BUDGETS = (1, 2, 4, 16, 64)
 DELAYS_MS = (0, 100, 200, 400, 800, 1600)
@@ -39,7 +40,8 @@ def run(a: argparse.Namespace) -> SuccessCurves:
 
     common = ["--episodes", str(a.episodes), "--codecs", "tokens", "--tokenizers", a.tokenizer,
               "--seed-start", str(a.seed_start), "--workers", str(a.workers),
-              "--models", str(a.models), "--tasks", a.tasks]  # fmt: skip
+              "--models", str(a.models), "--tasks", a.tasks,
+              "--proprio", a.proprio]  # fmt: skip
     runs = {
         "budgets": ["--budgets", _csv(BUDGETS)],
         "delays": ["--budgets", "1", "--delays", _csv(DELAYS_MS[1:]), "--no-references"],
@@ -87,7 +89,7 @@ def run(a: argparse.Namespace) -> SuccessCurves:
         intervals=INTERVALS, success_interval=table(by_interval), blind=blind,
         meta={"tokenizer": a.tokenizer, "policy": find(b, codec="tokens")["policy"],
               "episodes_per_task_per_point": a.episodes, "seed_start": a.seed_start,
-              "episodes": episodes, "uncompressed": clean["success"],
+              "episodes": episodes, "uncompressed": clean["success"], "proprio": a.proprio,
               "command": " ".join(["embodied success-curves", *a.argv])},
     )  # fmt: skip
 
@@ -101,6 +103,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--seed-start", type=int, default=500)
     ap.add_argument("--tasks", default="all", help="comma list of tasks (default: the suite)")
     ap.add_argument("--workers", type=int, default=2)
+    ap.add_argument("--proprio", choices=list(PROPRIO_PAIRINGS), default="capture",
+                    help="the state the policy reads beside a frame (embodied eval --proprio); "
+                    "latest writes success_curves.latest.json")  # fmt: skip
     ap.add_argument("--work", type=Path, default=Path("results/success_curves"))
     ap.add_argument("--out", type=Path, default=None,
                     help=f"default: <models>/<policy>/{SUCCESS_CURVES_FILE}")  # fmt: skip
@@ -109,7 +114,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if a.episodes < 1:
         ap.error("--episodes must be >= 1")
     curves = run(a)
-    out = a.out or a.models / str(curves.meta["policy"]) / SUCCESS_CURVES_FILE
+    out = a.out or a.models / str(curves.meta["policy"]) / curves_file(a.proprio)
     curves.save(out)
     s = curves
     print(f"wrote {out}")

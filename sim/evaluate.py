@@ -48,6 +48,13 @@ BURST_LOSS = GilbertElliott(0.01, 0.30)
 #: Codecs of the learned tokenizer: every frame on its own, or coded across frames.
 TOKEN_CODECS = ("tokens", "tokens-inter")
 
+#: Which robot state the policy reads beside a frame. ``capture``: the state at the frame's
+#: capture (as in training; the chunk starts at the capture step, and the actions its latency
+#: made stale are dropped). ``latest``: the robot's state when the frame is acted on: the policy
+#: runs beside the robot (its proprioception is local and fresh) while the camera's frame
+#: crossed the link, so the chunk starts now and only the image is old.
+PROPRIO_PAIRINGS = ("capture", "latest")
+
 # Which policy acts on which tokenizer's tokens, by default.
 POLICY_FOR = {"tok-task": "vla-task", "tok-recon": "vla-recon"}
 
@@ -70,6 +77,13 @@ class Point:
     burst: bool = False  # Gilbert-Elliott bursts (BURST_LOSS) on the trace's link
     delay_ms: float = 0.0  # ideal link only: a fixed one-way delay (success vs added latency)
     interval: int = 1  # send only every n-th frame (the rest skipped): success vs send interval
+    proprio: str = "capture"  # PROPRIO_PAIRINGS: the state the policy reads with a frame
+
+    def __post_init__(self) -> None:
+        if self.proprio not in PROPRIO_PAIRINGS:
+            raise ValueError(
+                f"unknown proprio pairing {self.proprio!r}; valid: {', '.join(PROPRIO_PAIRINGS)}"
+            )
 
     @property
     def policy_name(self) -> str:
@@ -98,6 +112,8 @@ class Point:
             base += f"+{self.delay_ms:g}ms"
         if self.interval > 1:
             base += f"/{self.interval}"
+        if self.proprio != "capture":
+            base += f"^{self.proprio}"
         if self.trace:
             base += f"~{self.trace}"
             if self.overhead_bytes != 8:
@@ -361,9 +377,13 @@ def run_episode(
         if seen is not None and newest is not None:
             obs_step = ready[newest].key - first
             if obs_step >= 0:  # not a warm-up frame
+                if point.proprio == "latest":  # the state now: the chunk starts at this step
+                    state, start = obs["proprio"], step
+                else:  # the frame's own state: the chunk starts at its capture
+                    state, start = proprio_of[obs_step], obs_step
                 chunk = policy.infer_batch(seen.token_ids[None], np.array([seen.budget]),
-                                           [instruction], proprio_of[obs_step][None])[0]  # fmt: skip
-                chunker.submit(chunk, obs_step=obs_step)
+                                           [instruction], state[None])[0]  # fmt: skip
+                chunker.submit(chunk, obs_step=start)
         action = chunker.next_action()
         obs, _, terminated, truncated, info = env.step(action)
         if terminated or truncated:

@@ -27,7 +27,7 @@ import sys
 import time
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
@@ -35,7 +35,15 @@ import numpy as np
 
 from embodied.metrics import Rate, vision_gain
 from embodied.pipeline import FateCounts
-from sim.evaluate import MODELS_DIR, TOKEN_CODECS, Point, episode_job, fates_of, run_episode
+from sim.evaluate import (
+    MODELS_DIR,
+    PROPRIO_PAIRINGS,
+    TOKEN_CODECS,
+    Point,
+    episode_job,
+    fates_of,
+    run_episode,
+)
 from sim.suite import INSTRUCTION_SPLITS
 
 DEFAULT_BUDGETS = (1, 2, 4, 8, 16, 64)
@@ -85,6 +93,12 @@ def _losses(spec: str) -> list[dict]:
 
 
 def build_points(a: argparse.Namespace) -> list[Point]:
+    """Every rate point of the sweep, each with the ``--proprio`` pairing."""
+    pairing = getattr(a, "proprio", "capture")
+    return [replace(p, proprio=pairing) for p in _build_points(a)]
+
+
+def _build_points(a: argparse.Namespace) -> list[Point]:
     from embodied.codecs import codec_names
 
     points: list[Point] = []
@@ -210,6 +224,7 @@ def summarize(episodes: list[dict], points: list[Point], control_hz: float) -> d
             "point": p.key(), "codec": p.codec, "tokenizer": p.tokenizer, "policy": p.policy_name,
             "budget": p.budget, "target_bytes": p.target_bytes, "trace": p.trace,
             "controller": p.controller, "delay_ms": p.delay_ms, "interval": p.interval,
+            "proprio": p.proprio,
             "episodes": len(eps),
             "success": rate.value,
             "ci95_low": lo, "ci95_high": hi, "bits_per_frame": bits,
@@ -232,7 +247,8 @@ def summarize(episodes: list[dict], points: list[Point], control_hz: float) -> d
 def _family(r: dict) -> str:
     fam = f"{r['codec']}[{r['tokenizer']}]" if r["codec"] in TOKEN_CODECS else r["codec"]
     fam += f"+{r['delay_ms']:g}ms" if r.get("delay_ms") else ""  # one curve per delay
-    return fam + (f"/{r['interval']}" if r.get("interval", 1) > 1 else "")  # and interval
+    fam += f"/{r['interval']}" if r.get("interval", 1) > 1 else ""  # and interval
+    return fam + (f"^{r['proprio']}" if r.get("proprio", "capture") != "capture" else "")
 
 
 def envelope(rates: Sequence[float], succ: Sequence[float]) -> tuple[np.ndarray, np.ndarray]:
@@ -478,6 +494,10 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--intervals", type=_ints, default=[1],
                    help="ideal link: send only every n-th frame of the token points, e.g. "
                    "1,4,16 (success vs send interval)")  # fmt: skip
+    p.add_argument("--proprio", choices=list(PROPRIO_PAIRINGS), default="capture",
+                   help="the robot state the policy reads beside a frame: its capture's (as "
+                   "trained), or the latest (the policy runs beside the robot; only the image "
+                   "crossed the link)")  # fmt: skip
     p.add_argument("--control-hz", type=float, default=30.0)
     p.add_argument("--models", default=str(MODELS_DIR))
     p.add_argument("--workers", type=int, default=os.cpu_count() or 1)

@@ -56,6 +56,14 @@ from embodied.control.base import SKIP, ControllerSettings
 from embodied.control.deadline import DeadlineAwareController
 
 SUCCESS_CURVES_FILE = "success_curves.json"
+
+
+def curves_file(proprio: str = "capture") -> str:
+    """The curves file of a proprioception pairing (``sim.evaluate.PROPRIO_PAIRINGS``): the
+    policy's success against delay depends on which robot state it reads beside a frame."""
+    return SUCCESS_CURVES_FILE if proprio == "capture" else f"success_curves.{proprio}.json"
+
+
 DEFAULT_INTERVALS = (1, 2, 3, 4, 6, 8, 12, 16, 24, 32)
 
 

@@ -155,3 +155,26 @@ def test_deadline_controller_starts_warm_and_sends_most_frames():
             for i in range(3)]  # fmt: skip
     # without the warm-up the controller skips more (it measured here 35 skips against 16)
     assert sum(r.frames_skipped for r in cold) > sum(r.frames_skipped for r in rs)
+
+
+def test_proprio_pairing_is_checked_and_labelled():
+    from sim.evaluate import PROPRIO_PAIRINGS, Point
+
+    assert PROPRIO_PAIRINGS == ("capture", "latest")
+    assert Point("tokens", budget=1).label == "tokens[tok-task]@1"
+    assert Point("tokens", budget=1, delay_ms=200, proprio="latest").label.endswith("^latest")
+    with pytest.raises(ValueError, match="valid: capture, latest"):
+        Point("tokens", budget=1, proprio="fresh")
+
+
+def test_latest_proprio_keeps_a_delayed_stream_acting():
+    """400 ms one way is past the 8-action chunk: with the capture's state every action
+    arrives stale and the arm holds; with the robot's latest state the chunk starts now."""
+    from sim.evaluate import Point, run_episode
+
+    kw = {"max_steps": 40}
+    cap = run_episode(Point("tokens", budget=1, delay_ms=400), "drawer-open", 1_000_000, **kw)
+    new = run_episode(Point("tokens", budget=1, delay_ms=400, proprio="latest"), "drawer-open",
+                      1_000_000, **kw)  # fmt: skip
+    assert cap.held_steps == cap.steps, cap
+    assert new.held_steps < cap.held_steps // 2, (new.held_steps, cap.held_steps)
