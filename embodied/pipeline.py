@@ -56,6 +56,12 @@ DEFAULT_LOSS_TIMEOUT_S = 0.5
 DEFAULT_MAX_PENDING = 512
 KEYFRAME_REQUEST = -1  # the frame id of a report about no frame: "send me a keyframe"
 INTER_CODEC = "tokens-inter"  # the registry name of token coding across frames
+#: Which robot state the policy reads beside a frame. ``capture``: the state at the frame's
+#: capture (as in training; the chunk starts at the capture step, and the actions its latency
+#: made stale are dropped). ``latest``: the robot's state when the frame is acted on: the policy
+#: runs beside the robot (its proprioception is local and fresh) while the camera's frame
+#: crossed the link, so the chunk starts now and only the image is old.
+PROPRIO_PAIRINGS = ("capture", "latest")
 
 
 def frame_fate(capture_time: float, arrival_time: float | None, deadline_s: float) -> FrameFate:

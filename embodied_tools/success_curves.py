@@ -22,7 +22,7 @@ from pathlib import Path
 
 from embodied.control.success import SUCCESS_CURVES_FILE, SuccessCurves, curves_file
 from embodied.modelfiles import MODELS_DIR
-from sim.evaluate import PROPRIO_PAIRINGS
+from embodied.pipeline import PROPRIO_PAIRINGS
 
 BUDGETS = (1, 2, 4, 16, 64)
 DELAYS_MS = (0, 100, 200, 400, 800, 1600)

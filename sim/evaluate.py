@@ -30,7 +30,7 @@ import numpy as np
 
 from embodied.link.emulator import GilbertElliott
 from embodied.modelfiles import MODELS_DIR
-from embodied.pipeline import FateCounts
+from embodied.pipeline import PROPRIO_PAIRINGS, FateCounts
 
 if TYPE_CHECKING:
     from embodied.codecs.base import Codec
@@ -47,13 +47,6 @@ BURST_LOSS = GilbertElliott(0.01, 0.30)
 
 #: Codecs of the learned tokenizer: every frame on its own, or coded across frames.
 TOKEN_CODECS = ("tokens", "tokens-inter")
-
-#: Which robot state the policy reads beside a frame. ``capture``: the state at the frame's
-#: capture (as in training; the chunk starts at the capture step, and the actions its latency
-#: made stale are dropped). ``latest``: the robot's state when the frame is acted on: the policy
-#: runs beside the robot (its proprioception is local and fresh) while the camera's frame
-#: crossed the link, so the chunk starts now and only the image is old.
-PROPRIO_PAIRINGS = ("capture", "latest")
 
 # Which policy acts on which tokenizer's tokens, by default.
 POLICY_FOR = {"tok-task": "vla-task", "tok-recon": "vla-recon"}

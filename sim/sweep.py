@@ -34,10 +34,9 @@ from typing import Any
 import numpy as np
 
 from embodied.metrics import Rate, vision_gain
-from embodied.pipeline import FateCounts
+from embodied.pipeline import PROPRIO_PAIRINGS, FateCounts
 from sim.evaluate import (
     MODELS_DIR,
-    PROPRIO_PAIRINGS,
     TOKEN_CODECS,
     Point,
     episode_job,

@@ -59,7 +59,7 @@ SUCCESS_CURVES_FILE = "success_curves.json"
 
 
 def curves_file(proprio: str = "capture") -> str:
-    """The curves file of a proprioception pairing (``sim.evaluate.PROPRIO_PAIRINGS``): the
+    """The curves file of a proprioception pairing (``embodied.pipeline.PROPRIO_PAIRINGS``): the
     policy's success against delay depends on which robot state it reads beside a frame."""
     return SUCCESS_CURVES_FILE if proprio == "capture" else f"success_curves.{proprio}.json"
 

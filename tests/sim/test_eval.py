@@ -158,7 +158,8 @@ def test_deadline_controller_starts_warm_and_sends_most_frames():
 
 
 def test_proprio_pairing_is_checked_and_labelled():
-    from sim.evaluate import PROPRIO_PAIRINGS, Point
+    from embodied.pipeline import PROPRIO_PAIRINGS
+    from sim.evaluate import Point
 
     assert PROPRIO_PAIRINGS == ("capture", "latest")
     assert Point("tokens", budget=1).label == "tokens[tok-task]@1"
