@@ -15,8 +15,10 @@ the link and the policy moved into other processes.
 ``driver:=expert`` makes the task's scripted expert act instead of the policy (a stand-in
 teleoperator): ``embodied record`` of that graph is a set of demonstrations, with the executed
 actions as labels, that ``embodied record-to-lerobot`` turns into a LeRobotDataset. The expert
-starts once something subscribes to ``robot/executed_action`` (the recorder), or after
-``wait_for_policy_s``.
+starts once the recorder is listening: something has subscribed to ``robot/executed_action``,
+``camera/image_raw`` and ``robot/proprio`` for ``EXPERT_SETTLE_TICKS`` control ticks (each topic
+is matched on its own, and both ends of a match take a moment; a demonstration's first steps
+would be lost otherwise), or after ``wait_for_policy_s``.
 
 Two holds: the policy's stop command (a chunk of zero rows, sent by its watchdog when
 observations stop), and this node's own watchdog: no chunk for ``action_timeout_ms``
@@ -61,6 +63,10 @@ from ros_nodes.common import (
 from ros_nodes.settings import SimRobotNodeSettings
 from ros_nodes.wire import PROPRIO_NAMES, TOPICS
 
+#: driver = expert: control ticks the recorder must have been subscribed to every recorded topic
+#: before the demonstration starts (half a second at 30 Hz).
+EXPERT_SETTLE_TICKS = 15
+
 
 class SimRobotNode(Node):
     """Steps a Meta-World task at a fixed rate, executing the newest action chunk."""
@@ -100,6 +106,7 @@ class SimRobotNode(Node):
         self.done = False
         self.running = False
         self.policy_seen = False
+        self.listening_ticks = 0  # driver = expert: ticks the recorder has been subscribed
         self.holding: str | None = None  # None, "policy" (stop command) or "watchdog"
         self.last_chunk_ns: int | None = None
         self.stamp_to_step: OrderedDict[int, int] = OrderedDict()
@@ -205,7 +212,10 @@ class SimRobotNode(Node):
             waited = (t - self.created_ns) / 1e9
             ready = self.policy_seen
             if self.p.driver == "expert":  # the recorder is listening: demonstrate
-                ready = self.executed_pub.get_subscription_count() > 0
+                pubs = (self.executed_pub, self.image_pub, self.proprio_pub)
+                listening = all(p.get_subscription_count() > 0 for p in pubs)
+                self.listening_ticks = self.listening_ticks + 1 if listening else 0
+                ready = self.listening_ticks >= EXPERT_SETTLE_TICKS
             if ready or waited > self.p.wait_for_policy_s:
                 self._start()
             else:
