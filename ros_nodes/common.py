@@ -11,6 +11,7 @@ import contextlib
 import math
 import os
 import signal
+import time
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -27,6 +28,7 @@ from rcl_interfaces.msg import (
     ParameterType,
     SetParametersResult,
 )
+from rclpy.duration import Duration
 from rclpy.executors import ExternalShutdownException
 from rclpy.node import Node
 from rclpy.qos import (
@@ -401,6 +403,22 @@ def diag_values(arr: DiagnosticArray, node_name: str | None = None) -> dict[str,
 # --------------------------------------------------------------------------- main
 
 
+def flush_reliable(node: Node, timeout_s: float = 2.0) -> bool:
+    """Before an orderly exit: spin a little, then wait (up to ``timeout_s`` in all) until
+    every subscriber matched to a reliable publisher has acknowledged what was sent, so
+    the last event (``done``) is not lost with the process. True when all acked."""
+    for _ in range(5):
+        rclpy.spin_once(node, timeout_sec=0.05)
+    end = time.monotonic() + timeout_s
+    ok = True
+    for pub in node.publishers:
+        if pub.qos_profile.reliability != ReliabilityPolicy.RELIABLE:
+            continue
+        left = max(0.0, end - time.monotonic())
+        ok = pub.wait_for_all_acked(Duration(nanoseconds=int(left * 1e9))) and ok
+    return ok
+
+
 def spin_node(
     make: Callable[[], N],
     args: Sequence[str] | None = None,
@@ -426,9 +444,7 @@ def spin_node(
         while rclpy.ok():
             rclpy.spin_once(node, timeout_sec=0.1)
             if until is not None and until(node):
-                # let reliable publishers flush their last messages before leaving
-                for _ in range(5):
-                    rclpy.spin_once(node, timeout_sec=0.05)
+                flush_reliable(node)
                 break
     except (KeyboardInterrupt, ExternalShutdownException):
         pass

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import signal
 
 import pytest
 
@@ -31,17 +32,24 @@ def test_robot_cycles_tasks_and_seeds_episode_by_episode(procs, ros):
     got = ros.collect(String, "robot/events", topic_qos("events"))
     node = procs.node(
         "embodied-sim-robot-node", "sim_robot", task="drawer-open,door-open", episodes=3,
-        max_steps=4, wait_for_policy_s=0.0, seed=500,
+        max_steps=4, wait_for_policy_s=0.0, seed=500, exit_when_done=False,
     )  # fmt: skip
+    # exit_when_done:=false: the robot (no policy to wait for) may finish its 12 steps before
+    # this node's subscription is discovered; alive, its latched events still reach it
 
     def events(kind: str) -> list[dict]:
         return [e for e in (json.loads(m.data) for _, m in got) if e["event"] == kind]
 
-    ros.spin_until(lambda: bool(events("done")), 60, "the robot's three episodes")
+    try:
+        ros.spin_until(lambda: bool(events("done")), 60, "the robot's three episodes")
+    except AssertionError as e:
+        raise AssertionError(f"{e}\n{procs.log('sim_robot')[-3000:]}") from None
     assert [(e["task"], e["seed"]) for e in events("start")] == [
         ("drawer-open", 500), ("door-open", 501), ("drawer-open", 502),
     ]  # fmt: skip
     assert [e["steps"] for e in events("end")] == [4, 4, 4]
+    assert node.poll() is None  # still up after its last episode
+    node.send_signal(signal.SIGTERM)  # a launcher's stop: a clean exit
     assert node.wait(timeout=20) == 0, procs.log("sim_robot")[-2000:]
 
 
