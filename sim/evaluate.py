@@ -189,10 +189,25 @@ def _trace(name: str) -> Any:
 
 
 # --------------------------------------------------------------------------- one episode
-def point_controller(point: Point, n_budgets: int, control_hz: float) -> Any:
-    """The sender's controller for a rate point: a registered one, or the fixed budget."""
+def point_controller(
+    point: Point,
+    n_budgets: int,
+    control_hz: float,
+    *,
+    models_dir: str | Path | None = None,
+    task: str | None = None,
+) -> Any:
+    """The sender's controller for a rate point: a registered one, or the fixed budget.
+
+    A controller that plans from measured success curves (``success``) reads the curves of
+    the pipeline it controls: the point's policy and proprioception pairing
+    (``success_curves.json`` or ``success_curves.<pairing>.json`` beside the policy), and the
+    episode's task row of them."""
+    import inspect
+
     from embodied.control.base import ControllerSettings
-    from embodied.control.registry import make_controller
+    from embodied.control.registry import get_spec, make_controller
+    from embodied.control.success import curves_file
 
     name = point.controller or "fixed"
     if point.controller is None:  # a fixed budget (or a pixel codec's target size: unused)
@@ -204,7 +219,13 @@ def point_controller(point: Point, n_budgets: int, control_hz: float) -> Any:
         settings = ControllerSettings.for_k_max(
             n_budgets, deadline_ms=point.deadline_ms, max_budget=cap
         )
-    return make_controller(name, settings, frame_rate_hz=control_hz)
+    kwargs: dict[str, Any] = {}
+    takes = inspect.signature(get_spec(name).load()).parameters
+    if "curves" in takes and models_dir is not None:
+        kwargs["curves"] = Path(models_dir) / point.policy_name / curves_file(point.proprio)
+    if "task" in takes and task is not None:
+        kwargs["task"] = task
+    return make_controller(name, settings, frame_rate_hz=control_hz, **kwargs)
 
 
 class EpisodeObserver(Protocol):
@@ -287,7 +308,9 @@ def run_episode(
         else:
             codec = tokenizer if point.codec == "tokens" else _make_pixel_codec(point.codec)
         by_size = point.codec not in TOKEN_CODECS and point.controller is None
-        controller: Any = point_controller(point, len(list(codec.budgets())), control_hz)
+        controller: Any = point_controller(
+            point, len(list(codec.budgets())), control_hz, models_dir=md, task=task
+        )
         if point.interval > 1:
             from embodied.control.fixed import EveryNth
 

@@ -179,3 +179,27 @@ def test_latest_proprio_keeps_a_delayed_stream_acting():
                       1_000_000, **kw)  # fmt: skip
     assert cap.held_steps == cap.steps, cap
     assert new.held_steps < cap.held_steps // 2, (new.held_steps, cap.held_steps)
+
+
+def test_success_controller_plans_from_the_pairings_curves_and_the_task_row():
+    """The success-aware controller of a point reads the curves measured for the point's own
+    pipeline: the policy's ``success_curves.latest.json`` under ``proprio="latest"`` (a delay
+    the capture's pairing cannot survive is worth planning around there), the task's row."""
+    from sim.evaluate import point_controller
+
+    def ctl(proprio: str, task: str | None = "drawer-open"):
+        p = Point("tokens-inter", trace="lora", controller="success", proprio=proprio)
+        return point_controller(p, 64, 10.0, models_dir=MODELS_DIR, task=task)
+
+    cap, new = ctl("capture"), ctl("latest")
+    assert cap.task == new.task == "drawer-open"
+    assert ctl("latest", None).task is None  # no task: the mean over tasks
+    # 800 ms one way: the capture pairing's curve is at its floor, the latest one is not
+    assert new.curves.expected(1, 800.0, 1, "drawer-open") > cap.curves.expected(
+        1, 800.0, 1, "drawer-open"
+    )
+    with pytest.raises(ValueError, match="success-curves"):  # a policy with no curves: named
+        point_controller(
+            Point("tokens", tokenizer="tok-recon", trace="lora", controller="success"), 64, 10.0,
+            models_dir=MODELS_DIR,
+        )  # fmt: skip
