@@ -39,9 +39,9 @@ from sim.evaluate import (
     MODELS_DIR,
     TOKEN_CODECS,
     Point,
-    episode_job,
     fates_of,
     run_episode,
+    sweep_job,
 )
 from sim.suite import INSTRUCTION_SPLITS
 
@@ -92,9 +92,40 @@ def _losses(spec: str) -> list[dict]:
 
 
 def build_points(a: argparse.Namespace) -> list[Point]:
-    """Every rate point of the sweep, each with the ``--proprio`` pairing."""
+    """Every rate point of the sweep, each with the ``--proprio`` pairing; in trace mode, once
+    per ``--robots`` count sharing the trace's bottleneck."""
     pairing = getattr(a, "proprio", "capture")
-    return [replace(p, proprio=pairing) for p in _build_points(a)]
+    points = [replace(p, proprio=pairing) for p in _build_points(a)]
+    robots = getattr(a, "robots", [1]) or [1]
+    if robots != [1]:
+        if not a.traces:
+            raise ValueError("--robots shares a trace's bottleneck: give --traces")
+        if any(n < 1 for n in robots):
+            raise ValueError(f"--robots: counts must be >= 1, got {robots}")
+        from embodied.control.registry import get_spec
+
+        for p in points:
+            if p.controller is not None and get_spec(p.controller).needs_world:
+                raise ValueError(f"--robots: controller {p.controller!r} sees the future of a "
+                                 "link it owns alone")  # fmt: skip
+        points = [replace(p, robots=n) for n in robots for p in points]
+    return points
+
+
+def shared_rounds(
+    n: int, tasks: Sequence[str], episodes_per_task: int, seed_start: int
+) -> list[list[tuple[str, int]]]:
+    """The rounds of a shared-link point: N robots each, every (task, seed) once. Slot i runs
+    task ``i mod T`` on its ``i div T``-th held-out seed; there are enough rounds for
+    ``episodes_per_task`` per task, the last filled with further held-out seeds (a round
+    always has N robots on the link)."""
+    from sim.suite import eval_seeds
+
+    t = len(tasks)
+    rounds = math.ceil(t * episodes_per_task / n)
+    seeds = eval_seeds(math.ceil(rounds * n / t), seed_start)
+    slots = [(tasks[i % t], seeds[i // t]) for i in range(rounds * n)]
+    return [slots[r * n : (r + 1) * n] for r in range(rounds)]
 
 
 def _build_points(a: argparse.Namespace) -> list[Point]:
@@ -164,35 +195,39 @@ def _init_worker() -> None:
 
 
 def run_jobs(jobs: list[tuple], workers: int, backend: str) -> Iterable[dict]:
+    """Episode records of ``jobs`` (:func:`sim.evaluate.sweep_job`'s: single episodes or
+    shared-link rounds), as they finish; the bar counts episodes."""
     from tqdm import tqdm
 
-    bar = tqdm(total=len(jobs), desc="eval", unit="ep", file=sys.stderr, dynamic_ncols=True)
+    total = sum(len(j[1]) if len(j) == 3 else 1 for j in jobs)
+    bar = tqdm(total=total, desc="eval", unit="ep", file=sys.stderr, dynamic_ncols=True)
+
+    def done(rs: list[dict]) -> Iterable[dict]:
+        bar.update(len(rs))
+        yield from rs
+
     try:
         if backend == "ray":
             import ray
 
             if not ray.is_initialized():
                 ray.init(num_cpus=workers, include_dashboard=False, log_to_driver=False)
-            remote = ray.remote(num_cpus=1)(episode_job)
+            remote = ray.remote(num_cpus=1)(sweep_job)
             pending = [remote.remote(j) for j in jobs]
             while pending:
-                done, pending = ray.wait(pending, num_returns=1)
-                for r in ray.get(done):
-                    bar.update()
-                    yield r
+                finished, pending = ray.wait(pending, num_returns=1)
+                for rs in ray.get(finished):
+                    yield from done(rs)
         elif workers <= 1:
             _single_thread_env()  # before the first GL context of this process
             for j in jobs:
-                r = episode_job(j)
-                bar.update()
-                yield r
+                yield from done(sweep_job(j))
         else:
             import multiprocessing as mp
 
             with mp.get_context("spawn").Pool(workers, initializer=_init_worker) as pool:
-                for r in pool.imap_unordered(episode_job, jobs, chunksize=1):
-                    bar.update()
-                    yield r
+                for rs in pool.imap_unordered(sweep_job, jobs, chunksize=1):
+                    yield from done(rs)
     finally:
         bar.close()
 
@@ -476,6 +511,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--overhead", type=int, default=8,
                    help="trace mode: transport bytes per packet (8: compact radio framing, as "
                         "`embodied link-sim`; 28: UDP/IPv4)")  # fmt: skip
+    p.add_argument("--robots", type=_ints, default=[1],
+                   help="trace mode: robot counts sharing each trace's bottleneck, e.g. 1,4,16 "
+                   "(capacity and queue x N, one controller per robot, rounds of N episodes)")  # fmt: skip
     p.add_argument("--max-budget", type=int, default=None,
                    help="trace mode: the controllers' budget cap (a live setting)")  # fmt: skip
     p.add_argument("--link-warmup", type=float, default=2.0,
@@ -567,12 +605,24 @@ def main(argv: Sequence[str] | None = None) -> int:
     kw = {"models_dir": a.models, "instruction_split": a.instructions, "control_hz": a.control_hz,
           "max_steps": a.max_steps, "link_warmup_s": a.link_warmup}  # fmt: skip
     seeds = eval_seeds(a.episodes, a.seed_start)
-    jobs = [(asdict(pt), t.name, s, kw) for pt in points for t in tasks for s in seeds
-            if (pt.key(), t.name, s) not in done]  # fmt: skip
-    total = len(points) * len(tasks) * len(seeds)
-    print(f"eval: {len(points)} points x {len(tasks)} tasks x {len(seeds)} held-out seeds = {total} "
-          f"episodes; {total - len(jobs)} on disk, {len(jobs)} to run on {a.workers} "
-          f"{a.backend} worker(s) -> {out}")  # fmt: skip
+    jobs: list[tuple] = []
+    wanted: set[tuple[str, str, int]] = set()
+    for pt in points:
+        if pt.robots == 1:
+            ep = [(t.name, s) for t in tasks for s in seeds]
+            wanted |= {(pt.key(), t, s) for t, s in ep}
+            jobs += [(asdict(pt), t, s, kw) for t, s in ep if (pt.key(), t, s) not in done]
+            continue
+        for rnd in shared_rounds(pt.robots, [t.name for t in tasks], a.episodes, a.seed_start):
+            keys = {(pt.key(), t, s) for t, s in rnd}
+            wanted |= keys
+            if not keys <= done:  # a round runs whole: its robots share one link
+                jobs.append((asdict(pt), rnd, kw))
+    n_jobs = sum(len(j[1]) if len(j) == 3 else 1 for j in jobs)
+    total = len(wanted)
+    print(f"eval: {len(points)} points x {len(tasks)} tasks x {len(seeds)} held-out seeds "
+          f"(shared links: rounds of N robots) = {total} episodes; {total - n_jobs} on disk, "
+          f"{n_jobs} to run on {a.workers} {a.backend} worker(s) -> {out}")  # fmt: skip
     t0 = time.time()
     with log.open("a") as f:
         for r in run_jobs(jobs, a.workers, a.backend):
@@ -580,13 +630,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             f.flush()
             episodes.append(r)
     elapsed = time.time() - t0
-    wanted = {(pt.key(), t.name, s) for pt in points for t in tasks for s in seeds}
-    episodes = [e for e in episodes if (e["point"], e["task"], e["seed"]) in wanted]
+    latest = {(e["point"], e["task"], e["seed"]): e for e in episodes}  # a round rerun: once
+    episodes = [e for k, e in latest.items() if k in wanted]
     summary = summarize(episodes, points, a.control_hz)
     summary["meta"] = {"tasks": [t.name for t in tasks], "episodes_per_task": a.episodes,
                        "instructions": a.instructions, "models": a.models,
                        "link_warmup_s": a.link_warmup, "seconds": elapsed,
-                       "episodes_run": len(jobs)}  # fmt: skip
+                       "episodes_run": n_jobs}  # fmt: skip
     (out / "summary.json").write_text(json.dumps(summary, indent=2, default=float) + "\n")
     with (out / "summary.csv").open("w", newline="") as f:
         keys = [k for k in summary["points"][0] if k != "per_task"]
@@ -595,9 +645,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         w.writerows(summary["points"])
     plot(summary, out / "success_vs_rate.png")
     print(format_table(summary))
-    if len(jobs):
+    if n_jobs:
         print(
-            f"{len(jobs)} episodes in {elapsed:.0f} s ({len(jobs) / max(elapsed, 1e-9):.2f} episodes/s)"
+            f"{n_jobs} episodes in {elapsed:.0f} s ({n_jobs / max(elapsed, 1e-9):.2f} episodes/s)"
         )
     print(
         f"results: {out / 'summary.json'}, {out / 'summary.csv'}; plot: {out / 'success_vs_rate.png'}"
