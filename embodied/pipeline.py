@@ -20,10 +20,14 @@ Definitions used everywhere (one meaning per name):
   by the link, refused by the receiver), or the controller skipped it. The miss rate is
   misses over frames *captured* (:class:`FateCounts`). A skipped frame is a miss because
   the policy acts on an older frame instead, exactly as if this one had been lost.
-* **the loss rule**: the sender declares a packet lost when no report has come
-  ``loss_timeout_s`` after it was sent, when a report about a *later* packet arrives (links
-  and DDS writers deliver in order: a later arrival means this one will not come), or when
-  more than ``max_pending`` reports are outstanding. Nothing else declares a loss.
+* **the loss rule**: the sender declares a packet lost when no report has come within the
+  loss timeout after it was sent, when a report about a *later* packet arrives (links and
+  DDS writers deliver in order: a later arrival means this one will not come), or when more
+  than ``max_pending`` reports are outstanding. Nothing else declares a loss. The loss
+  timeout is ``loss_timeout_s`` or, where the reports' round trip is longer, the
+  retransmission timeout of RFC 6298 (SRTT + 4·RTTVAR over report round trips, a report that
+  comes after its packet was timed out included), as TCP's: on a link of seconds of
+  propagation a fixed half second declared every packet lost.
 * **packet bytes** are the codec's packet (our header + payload); **payload bytes** exclude
   the header; **wire bytes** add the transport's framing (UDP/IP, DDS, radio).
 * **budget**: the controller's budget ``k`` in ``1..k_max``; the codec's setting for it is
@@ -241,7 +245,28 @@ class Sender:
         self.pending: OrderedDict[Hashable, Feedback] = OrderedDict()
         self.fates = FateCounts()
         self.unknown_reports = 0
+        self.spurious_losses = 0  # reports about packets the timeout had declared lost
         self.last_budget = 0
+        self._srtt: float | None = None  # RFC 6298 over report round trips (observed - sent)
+        self._rttvar = 0.0
+        self._timed_out: OrderedDict[Hashable, float] = OrderedDict()  # key -> send time
+
+    @property
+    def effective_loss_timeout_s(self) -> float:
+        """The loss timeout in force: ``loss_timeout_s``, or RFC 6298's SRTT + 4·RTTVAR over
+        the reports' round trips where that is longer (capped at 60 s)."""
+        if self._srtt is None:
+            return self.loss_timeout_s
+        return min(max(self.loss_timeout_s, self._srtt + 4.0 * self._rttvar), 60.0)
+
+    def _rtt_sample(self, rtt: float) -> None:
+        if rtt < 0:
+            return
+        if self._srtt is None:
+            self._srtt, self._rttvar = rtt, rtt / 2.0
+        else:  # alpha = 1/8, beta = 1/4 (RFC 6298, 2.3)
+            self._rttvar = 0.75 * self._rttvar + 0.25 * abs(self._srtt - rtt)
+            self._srtt = 0.875 * self._srtt + 0.125 * rtt
 
     @property
     def k_max(self) -> int:
@@ -331,13 +356,19 @@ class Sender:
         Returns the packet's fate, or None for a report about no pending packet (already
         declared lost, or another sender's), which is counted in ``unknown_reports``."""
         if key not in self.pending:
-            self.unknown_reports += 1
+            sent = self._timed_out.pop(key, None)
+            if sent is not None:  # the timeout was too short: learn the round trip from it
+                self.spurious_losses += 1
+                self._rtt_sample(observed_at - sent)
+            else:
+                self.unknown_reports += 1
             return None
         while True:
             k, fb = self.pending.popitem(last=False)
             if k == key:
                 break
             self._lost(fb, observed_at)  # a later packet arrived: this one will not
+        self._rtt_sample(observed_at - fb.send_time)
         self.controller.observe(
             replace(fb, status="delivered", arrival_time=arrival_time, observed_at=observed_at)
         )
@@ -351,17 +382,21 @@ class Sender:
         """When the oldest pending packet will be declared lost, if no report comes."""
         if not self.pending:
             return None
-        return next(iter(self.pending.values())).send_time + self.loss_timeout_s
+        return next(iter(self.pending.values())).send_time + self.effective_loss_timeout_s
 
     def check_losses(self, now: float) -> int:
-        """Declare lost every pending packet sent ``loss_timeout_s`` or more before ``now``."""
+        """Declare lost every pending packet sent the loss timeout or more before ``now``."""
         n = 0
+        timeout = self.effective_loss_timeout_s
         while self.pending:
             fb = next(iter(self.pending.values()))
-            due = fb.send_time + self.loss_timeout_s
+            due = fb.send_time + timeout
             if due > now + 1e-12:
                 break
-            self.pending.popitem(last=False)
+            key, _ = self.pending.popitem(last=False)
+            self._timed_out[key] = fb.send_time
+            while len(self._timed_out) > self.max_pending:
+                self._timed_out.popitem(last=False)
             self._lost(fb, due)
             n += 1
         return n

@@ -52,7 +52,8 @@ class TokenizerNodeSettings(Settings):
         live=False,
     )  # fmt: skip
     loss_timeout_ms: float = setting(
-        500.0, "a packet not reported by then counts as lost (the pipeline's loss rule)",
+        500.0, "a packet not reported by then counts as lost (the pipeline's loss rule; "
+        "longer where the reports' round trip is: RFC 6298's SRTT + 4 RTTVAR)",
         lo=10.0, hi=60_000.0,
     )  # fmt: skip
     keyframe_interval: int = setting(

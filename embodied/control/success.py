@@ -52,8 +52,9 @@ from typing import Any
 
 import numpy as np
 
-from embodied.control.base import SKIP, ControllerSettings
+from embodied.control.base import SKIP, ControllerSettings, Feedback
 from embodied.control.deadline import DeadlineAwareController
+from embodied.control.estimators import SlidingMin
 
 SUCCESS_CURVES_FILE = "success_curves.json"
 
@@ -145,8 +146,18 @@ class SuccessCurves:
         return path
 
     # -- the model ----------------------------------------------------------------------
+    #: A task's row is shrunk towards the suite's ("all") as if the suite's curve were this
+    #: many episodes of the task (empirical Bayes, a Beta prior centred on the suite's
+    #: mean): two episodes a point make a task's own row 0, 0.5 or 1, a coin and not a curve.
+    PRIOR_EPISODES = 8.0
+
     def _row(self, table: dict[str, tuple[float, ...]], task: str | None) -> np.ndarray:
-        return np.asarray(table.get(task or "all", table["all"]), float)
+        pooled = np.asarray(table["all"], float)
+        if task is None or task == "all" or task not in table:
+            return pooled
+        n = float(self.meta.get("episodes_per_task_per_point", 0) or 0)
+        own = np.asarray(table[task], float)
+        return (n * own + self.PRIOR_EPISODES * pooled) / (n + self.PRIOR_EPISODES)
 
     def _blind(self, task: str | None) -> float:
         return self.blind.get(task or "all", self.blind["all"])
@@ -210,6 +221,9 @@ class SuccessAwareController(DeadlineAwareController):
         self.utilization = float(utilization)
         self.tolerance = float(tolerance)
         self._last_plan_send = -math.inf
+        self._last_pair_try = -math.inf
+        self.pairs_sent = 0  # frames dithered to another size (propagation probes)
+        self._min_delay_by_size: dict[int, SlidingMin] = {}  # wire bytes -> min one-way delay
         self.plan: tuple[int, int, float] | None = None  # (budget, interval, expected success)
 
     def _min_rate_bps(self) -> float:
@@ -270,7 +284,7 @@ class SuccessAwareController(DeadlineAwareController):
             )
             if probe:
                 self._last_plan_send = now
-                return s.min_budget
+                return self._dither(now, s.min_budget)
             return SKIP
         self.plan = plan
         k, n, _ = plan
@@ -279,7 +293,60 @@ class SuccessAwareController(DeadlineAwareController):
         if self.queue_wait(now, c) > s.deadline_ms / 1e3:
             return SKIP  # the frames already sent would hold this one longer than the deadline
         self._last_plan_send = now
-        return k
+        return self._dither(now, k)
+
+    def _dither(self, now: float, k: int) -> int:
+        """The budget of a frame the plan sends: ``k``, or now and then (every 0.5 s until the
+        propagation is known from 4 estimates, then every 5 s) a clearly different size.
+        Without the propagation every capacity sample counts it as transmission: on a link of
+        seconds of propagation and a few kbit/s that under-read the capacity ~30x and left no
+        plan sustainable. The deadline-aware controller's size pairs (two idle packets of
+        different sizes within 0.1 s) need two frames sent close together, which a plan
+        sending every n-th frame on a narrow link never does; so the minimum one-way delay is
+        kept per packet size over the delay window instead, and two sizes' minima give the
+        propagation (:meth:`_observe`): ``d = prop + bytes·8 / C`` at the link's best."""
+        every = 0.5 if len(self._prop_samples) < 4 else 5.0
+        if now - max(self._last_pair, self._last_pair_try) <= every:
+            return k
+        s = self.settings
+        wire_k = self.predicted_wire_bytes(k)
+        need = 2 * self.pair_min_bytes
+        bigger = [j for j in range(k + 1, s.max_budget + 1)
+                  if self.predicted_wire_bytes(j) - wire_k >= need]  # fmt: skip
+        smaller = [j for j in range(s.min_budget, k)
+                   if wire_k - self.predicted_wire_bytes(j) >= need]  # fmt: skip
+        other = smaller[-1] if smaller else (bigger[0] if bigger else None)
+        if other is None:
+            return k
+        self._last_pair_try = now
+        self.pairs_sent += 1
+        return other
+
+    def _observe(self, feedback: Feedback) -> None:
+        super()._observe(feedback)
+        fb = feedback
+        if fb.status != "delivered" or fb.arrival_time is None:
+            return
+        delay = fb.arrival_time - fb.send_time
+        by_size = self._min_delay_by_size
+        if fb.wire_bytes not in by_size:
+            by_size[fb.wire_bytes] = SlidingMin(self._min_delay.window)
+            while len(by_size) > 64:  # the oldest sizes go first
+                del by_size[next(iter(by_size))]
+        by_size[fb.wire_bytes].add(fb.arrival_time, delay)
+        # the smallest size and the largest clearly bigger one seen within the window
+        fresh = {w: m.value() for w, m in by_size.items()
+                 if m._q and m._q[0][0] >= fb.arrival_time - m.window}  # fmt: skip
+        if len(fresh) < 2:
+            return
+        w_a, w_b = min(fresh), max(fresh)
+        d_a, d_b = fresh[w_a], fresh[w_b]
+        if d_a is None or d_b is None or w_b - w_a < 2 * self.pair_min_bytes or d_b <= d_a:
+            return
+        prop = d_a - w_a * (d_b - d_a) / (w_b - w_a)
+        if 0.0 <= prop <= d_a and (fb.wire_bytes in (w_a, w_b)):
+            self._prop_samples.append(prop)
+            self._last_pair = fb.send_time
 
     def queue_wait(self, now: float, capacity: float) -> float:
         """How long a frame sent now would wait behind the packets still in flight."""

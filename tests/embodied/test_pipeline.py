@@ -96,6 +96,36 @@ def test_the_timeout_declares_a_loss_at_send_plus_timeout():
     assert s.fates.lost == 1 and s.next_timeout() is None
     # a late report after the write-off is no second verdict
     assert s.on_report(7, arrival_time=2.1, observed_at=2.12) is None and s.fates.captured == 1
+    assert s.spurious_losses == 1 and s.unknown_reports == 0  # the timeout was too short
+
+
+def test_the_loss_timeout_grows_to_the_reports_round_trip():
+    """Reports come back 1.5 s after each send (a satellite or acoustic link): the fixed 0.5 s
+    timeout writes the first packets off, their late reports teach the round trip (RFC 6298),
+    and from then on packets are no longer declared lost before their report comes."""
+    ctrl = Recorder()
+    s = Sender(ctrl, loss_timeout_s=0.5)
+    rtt, period = 1.5, 0.2
+    reports: list[tuple[float, int]] = []  # (observed at, key)
+    verdicts = []
+    for i in range(60):
+        now = i * period
+        while reports and reports[0][0] <= now:
+            seen, key = reports.pop(0)
+            verdicts.append((key, s.on_report(key, arrival_time=seen - 0.01, observed_at=seen)))
+        s.next_budget(now)
+        _send(s, i, now)
+        reports.append((now + 0.002 + rtt, i))
+    lost_early = [k for k, v in verdicts if v is None]
+    assert lost_early and max(lost_early) < 20  # written off at first only
+    assert all(v is not None for k, v in verdicts if k >= 20)
+    assert s.spurious_losses == len(lost_early) and s.unknown_reports == 0
+    assert 1.5 < s.effective_loss_timeout_s < 3.0
+    # a short round trip leaves the configured timeout in force
+    quick = Sender(Recorder(), loss_timeout_s=0.5)
+    _send(quick, 0, 0.0)
+    quick.on_report(0, arrival_time=0.05, observed_at=0.06)
+    assert quick.effective_loss_timeout_s == 0.5
 
 
 def test_too_many_pending_reports_declares_the_oldest_lost():

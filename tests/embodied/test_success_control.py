@@ -96,8 +96,11 @@ def test_on_a_narrow_link_it_sends_what_the_link_carries_and_keeps_latency_low()
     lat = np.array(f.latency, float)
     sent = np.array(f.budget) != SKIP
     assert 0.05 < sent.mean() < 0.4  # it skips, and it still sends
-    assert np.nanpercentile(lat, 95) < 0.2
+    # (p95 0.208 s: the size pairs that measure the propagation send a larger packet now and
+    # then; 0.19 s without them)
+    assert np.nanpercentile(lat, 95) < 0.25
     assert np.nanpercentile(np.array(fixed.frames.latency, float), 50) > 0.3  # a full queue
+    assert ctrl.pairs_sent >= 1 and len(ctrl._prop_samples) >= 1  # it learned the propagation
     assert ctrl.plan is not None and 2 <= ctrl.plan[1] <= 8 and ctrl.plan[0] == 1
 
 
