@@ -278,9 +278,11 @@ class SuccessAwareController(DeadlineAwareController):
             c *= self.overdue_backoff
         plan = self.choose(now, c)
         if plan is None:  # nothing sustainable (an outage): a minimum-budget probe now and then
+            # (nothing heard yet: a cold start, not an outage; probe as the deadline-aware does)
+            every = self.probe_interval_s * (max(self.intervals) if self._samples else 2)
             probe = (
                 len(self._inflight) < self.max_probes_in_flight
-                and now - self._last_plan_send >= self.probe_interval_s * max(self.intervals)
+                and now - self._last_plan_send >= every
             )
             if probe:
                 self._last_plan_send = now
@@ -298,24 +300,30 @@ class SuccessAwareController(DeadlineAwareController):
     def _dither(self, now: float, k: int) -> int:
         """The budget of a frame the plan sends: ``k``, or now and then (every 0.5 s until the
         propagation is known from 4 estimates, then every 5 s) a clearly different size.
+
         Without the propagation every capacity sample counts it as transmission: on a link of
         seconds of propagation and a few kbit/s that under-read the capacity ~30x and left no
-        plan sustainable. The deadline-aware controller's size pairs (two idle packets of
-        different sizes within 0.1 s) need two frames sent close together, which a plan
-        sending every n-th frame on a narrow link never does; so the minimum one-way delay is
-        kept per packet size over the delay window instead, and two sizes' minima give the
-        propagation (:meth:`_observe`): ``d = prop + bytes·8 / C`` at the link's best."""
+        plan sustainable. The deadline-aware controller learns it from size pairs (two idle
+        packets of different sizes within 0.1 s), which a plan sending every n-th frame never
+        sends, and an extra frame sent for a pair queues behind the first on a narrow link;
+        so the minimum one-way delay is kept per packet size over the delay window instead,
+        and two sizes' minima give the propagation (:meth:`_observe`:
+        ``d = prop + bytes·8 / C`` at the link's best)."""
         every = 0.5 if len(self._prop_samples) < 4 else 5.0
         if now - max(self._last_pair, self._last_pair_try) <= every:
             return k
         s = self.settings
         wire_k = self.predicted_wire_bytes(k)
-        need = 2 * self.pair_min_bytes
+        # a clear difference (6x the pair's minimum: predicted frames come out smaller than
+        # predicted, and the delays differ by only bytes·8 / C), else the most there is
+        need = 6 * self.pair_min_bytes
         bigger = [j for j in range(k + 1, s.max_budget + 1)
                   if self.predicted_wire_bytes(j) - wire_k >= need]  # fmt: skip
         smaller = [j for j in range(s.min_budget, k)
                    if wire_k - self.predicted_wire_bytes(j) >= need]  # fmt: skip
-        other = smaller[-1] if smaller else (bigger[0] if bigger else None)
+        other = bigger[0] if bigger else (smaller[-1] if smaller else None)
+        if other is None and k < s.max_budget:
+            other = s.max_budget
         if other is None:
             return k
         self._last_pair_try = now
