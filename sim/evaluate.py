@@ -163,7 +163,9 @@ def fates_of(episode: dict[str, Any]) -> FateCounts:
 
 # --------------------------------------------------------------------------- worker caches
 @cache
-def _env(task: str, split: str) -> Any:
+def _env(task: str, split: str, slot: int = 0) -> Any:
+    """The worker's env of a task; ``slot``: robots of one shared-link round that run the same
+    task each have their own (one env steps one episode at a time)."""
     from sim.env import MetaWorldTaskEnv
 
     return MetaWorldTaskEnv(task, instruction_split=split)
@@ -317,6 +319,7 @@ class Episode:
         observer: EpisodeObserver | None = None,
         emulator: LinkEmulator | None = None,
         t0: float | None = None,
+        env_slot: int = 0,
     ) -> None:
         from embodied.link.emulator import LinkConfig
         from embodied.link.session import LinkSession
@@ -325,7 +328,7 @@ class Episode:
 
         self.point, self.task, self.seed, self.observer = point, task, seed, observer
         md = str(models_dir)
-        self.env = env = _env(task, instruction_split)
+        self.env = env = _env(task, instruction_split, env_slot)
         self.obs, _ = env.reset(seed=seed)
         self.instruction = self.obs["instruction"]
         self.policy = policy = _policy(md, point.policy_name)
@@ -584,6 +587,7 @@ def run_shared(
             point, task, seed, models_dir=models_dir, instruction_split=instruction_split,
             control_hz=control_hz, compute_ms=compute_ms, max_steps=max_steps,
             emulator=emulator, t0=t0 + r * dt / n,
+            env_slot=sum(t == task for t, _ in episodes[:r]),
         )
         for r, (task, seed) in enumerate(episodes)
     ]  # fmt: skip

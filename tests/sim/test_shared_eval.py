@@ -53,6 +53,17 @@ def test_robots_share_one_queue():
     assert min(r.latency_mean_ms for r in a if r.frames_sent) > 500
 
 
+def test_robots_on_the_same_task_each_have_their_own_sim():
+    """16 robots over 11 tasks: some run the same task in one round, each in its own env
+    (a shared env stepped two episodes at once and raised at its step limit)."""
+    from sim.evaluate import _env
+
+    assert _env("drawer-open", "train", 0) is not _env("drawer-open", "train", 1)
+    p = Point("tokens", budget=1, trace="crowded-cell", robots=2)
+    a, b = run_shared(p, [("drawer-open", 1_000_000), ("drawer-open", 1_000_001)], **KW)
+    assert a.steps == b.steps == 30 and a.seed != b.seed
+
+
 def test_shared_links_refuse_what_cannot_share():
     with pytest.raises(ValueError, match="give a trace"):
         Point("tokens", budget=4, robots=4)
