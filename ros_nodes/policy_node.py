@@ -214,11 +214,18 @@ class PolicyNode(LifecycleNode):
     def _on_instruction(self, msg: String) -> None:
         self.instruction = msg.data
 
-    def _proprio_for(self, capture_ns: int) -> np.ndarray | None:
+    def _proprio_for(self, capture_ns: int) -> tuple[int, np.ndarray] | None:
+        """(the stamp the chunk starts at, the state read with the frame): under ``capture``
+        the state of the frame's own stamp (the newest if it is not here) and the frame's
+        stamp; under ``latest`` the newest state and its stamp."""
+        if not self.proprio:
+            return None
+        if self.p.proprio_pairing == "latest":
+            return self.proprio[-1]
         for t, p in reversed(self.proprio):
             if t == capture_ns:
-                return p
-        return self.proprio[-1][1] if self.proprio else None
+                return capture_ns, p
+        return capture_ns, self.proprio[-1][1]
 
     def _observe(self, msg: CompressedImage) -> Observation | None:
         """Packet → the policy's observation (the pipeline's receiver); None when dropped
@@ -271,10 +278,11 @@ class PolicyNode(LifecycleNode):
                 self.counts["stale"] = self.newest.stale
                 return
             self.last_obs_ns = arrival
-            proprio = self._proprio_for(capture)
-            if proprio is None:
+            paired = self._proprio_for(capture)
+            if paired is None:
                 self.counts["no_proprio"] += 1
                 return
+            start, proprio = paired
             instruction = self.p.instruction or self.instruction
             if not instruction:
                 self.counts["no_instruction"] += 1
@@ -296,7 +304,7 @@ class PolicyNode(LifecycleNode):
                 self.get_logger().warning(f"policy refused: {err}", throttle_duration_sec=2.0)
                 return
             self.infer_ms.add((time.perf_counter() - t0) * 1e3)
-            self.actions_pub.publish(chunk_to_msg(chunk, capture, frame_id))
+            self.actions_pub.publish(chunk_to_msg(chunk, start, frame_id))
             done = now_ns(self)
             latency = (done - capture) / 1e6
             self.latency_ms.add(latency)

@@ -18,6 +18,7 @@ from embodied.codecs import codec_names
 from embodied.control.registry import REGISTRY as CONTROLLERS
 from embodied.interframe import DEFAULT_KEYFRAME_INTERVAL
 from embodied.modelfiles import MODELS_DIR
+from embodied.pipeline import PROPRIO_PAIRINGS
 from embodied.settings import Settings, setting
 
 DEFAULT_TOKENIZER_DIR: Final = MODELS_DIR / "tok-task"
@@ -111,6 +112,12 @@ class PolicyNodeSettings(Settings):
     unsure_instruction: str = setting(
         "hold", "on such an instruction: hold the robot (publish the hold command) or act anyway",
         choices=("hold", "act"),
+    )  # fmt: skip
+    proprio_pairing: str = setting(
+        "capture", "the robot state read with a frame: its capture's (as trained; the chunk "
+        "starts at the capture) or the latest (only the image crossed the link; the chunk "
+        "starts now: far more success behind a slow link, docs/narrowband.md)",
+        choices=PROPRIO_PAIRINGS,
     )  # fmt: skip
     autostart: bool = setting(True, "configure and activate at start-up", live=False)
     stats_period_s: float = setting(1.0, "diagnostics period", lo=0.05, hi=60.0, live=False)

@@ -19,7 +19,7 @@ CHECKED = {
     "tokenizer": {"budget", "min_budget", "max_budget", "mode", "bitrate_cap_kbps",
                   "deadline_ms", "loss_timeout_ms", "log_changes"},
     "policy": {"action_deadline_ms", "instruction", "watchdog_ms", "hold_repeat_s",
-               "min_task_belief", "unsure_instruction"},
+               "min_task_belief", "unsure_instruction", "proprio_pairing"},
     "camera": {"width", "height", "frame_id", "loop"},
     "sim_robot": {"action_timeout_ms"},
 }  # fmt: skip
@@ -172,7 +172,8 @@ def test_policy_live_parameters_take_effect(models, procs, ros):
     fmt = str(PacketFormat("tokens", codec.model_id, codec.frame_shape))
     frame = np.random.default_rng(1).integers(0, 255, (64, 64, 3), dtype=np.uint8)
     packet = codec.encode(frame, budget=16).packet
-    state = {"send": True}
+    state = {"send": True, "image_age_ns": 0}
+    stamps: dict[str, set[int]] = {"image": set(), "state": set()}
 
     def tick() -> None:
         if not state["send"]:
@@ -182,8 +183,10 @@ def test_policy_live_parameters_take_effect(models, procs, ros):
         js.header.stamp = ns_to_stamp(t)
         prop_pub.publish(js)
         msg = CompressedImage(format=fmt, data=packet)
-        msg.header.stamp = ns_to_stamp(t)
+        msg.header.stamp = ns_to_stamp(t - state["image_age_ns"])  # captured that long ago
         pkt_pub.publish(msg)
+        stamps["state"].add(t)
+        stamps["image"].add(t - state["image_age_ns"])
 
     ros.node.create_timer(1 / 20, tick)
     instr_pub.publish(String(data="press the button from above"))
@@ -223,6 +226,25 @@ def test_policy_live_parameters_take_effect(models, procs, ros):
         n = len(moving())
         ros.spin_until(lambda: len(moving()) >= n + 3, 5, "acting on it anyway")
         params.set(min_task_belief=0.5, unsure_instruction="hold")
+    # proprio_pairing: frames captured 40 ms before the newest state; the chunk starts at the
+    # frame's capture stamp (capture), or at the newest state's stamp (latest)
+    state["image_age_ns"] = 40_000_000
+
+    def chunk_starts(n: int) -> list[str]:
+        """Which stamp the last n chunks start at: an image's or a state's."""
+        k = len(moving())
+        ros.spin_until(lambda: len(moving()) >= k + n, 5, "chunks")
+        starts = [msg_to_chunk(m)[1] for m in moving()[-n:]]
+        return ["image" if s in stamps["image"] else "state" if s in stamps["state"] else "?"
+                for s in starts]  # fmt: skip
+
+    ros.spin_for(0.3)
+    assert chunk_starts(3) == ["image"] * 3  # at the frame's capture, 40 ms before the state
+    params.set(proprio_pairing="latest")
+    ros.spin_for(0.3)
+    assert chunk_starts(3) == ["state"] * 3  # at the newest state's stamp
+    params.set(proprio_pairing="capture")
+    state["image_age_ns"] = 0
     # watchdog_ms: silent for 1.5 s under a minute's watchdog: no hold; at 100 ms: hold
     state["send"] = False
 
