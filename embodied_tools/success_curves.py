@@ -27,6 +27,7 @@ from embodied.pipeline import PROPRIO_PAIRINGS
 BUDGETS = (1, 2, 4, 16, 64)
 DELAYS_MS = (0, 100, 200, 400, 800, 1600)
 INTERVALS = (1, 2, 4, 8, 16, 32)
+GRID_INTERVALS = (1, 2, 4, 8)  # --grid: every delay with each of these intervals
 
 
 def _csv(xs: Sequence[float]) -> str:
@@ -42,11 +43,16 @@ def run(a: argparse.Namespace) -> SuccessCurves:
               "--seed-start", str(a.seed_start), "--workers", str(a.workers),
               "--models", str(a.models), "--tasks", a.tasks,
               "--proprio", a.proprio]  # fmt: skip
+    if a.max_steps:
+        common += ["--max-steps", str(a.max_steps)]
     runs = {
         "budgets": ["--budgets", _csv(BUDGETS)],
         "delays": ["--budgets", "1", "--delays", _csv(DELAYS_MS[1:]), "--no-references"],
         "intervals": ["--budgets", "1", "--intervals", _csv(INTERVALS[1:]), "--no-references"],
     }
+    if a.grid:  # the (delay, interval) pairs the two one-axis sweeps leave out
+        runs["grid"] = ["--budgets", "1", "--delays", _csv(DELAYS_MS[1:]),
+                        "--intervals", _csv(GRID_INTERVALS[1:]), "--no-references"]  # fmt: skip
     summaries = {}
     for name, extra in runs.items():
         out = a.work / name
@@ -83,6 +89,17 @@ def run(a: argparse.Namespace) -> SuccessCurves:
         return {t: tuple(r[t] for r in rows) for t in [*tasks, "all"]}
 
     episodes = {name: sum(r["episodes"] for r in rows) for name, rows in summaries.items()}
+    grid: dict[str, tuple[tuple[float, ...], ...]] = {}
+    if a.grid:
+        ni = {n: INTERVALS.index(n) for n in GRID_INTERVALS}
+        rows_by_delay = [[by_interval[ni[n]] for n in GRID_INTERVALS]]  # delay 0: the axis
+        for i, d in enumerate(DELAYS_MS[1:], start=1):
+            rows_by_delay.append([by_delay[i]] + [
+                row(find(summaries["grid"], codec="tokens", budget=1, delay_ms=float(d),
+                         interval=n))
+                for n in GRID_INTERVALS[1:]
+            ])  # fmt: skip
+        grid = {t: tuple(tuple(c[t] for c in r) for r in rows_by_delay) for t in [*tasks, "all"]}
     return SuccessCurves(
         budgets=BUDGETS, success=table(by_budget),
         delays_ms=tuple(float(d) for d in DELAYS_MS), success_delay=table(by_delay),
@@ -91,6 +108,8 @@ def run(a: argparse.Namespace) -> SuccessCurves:
               "episodes_per_task_per_point": a.episodes, "seed_start": a.seed_start,
               "episodes": episodes, "uncompressed": clean["success"], "proprio": a.proprio,
               "command": " ".join(["embodied success-curves", *a.argv])},
+        grid_delays_ms=tuple(float(d) for d in DELAYS_MS) if grid else (),
+        grid_intervals=GRID_INTERVALS if grid else (), success_grid=grid,
     )  # fmt: skip
 
 
@@ -103,9 +122,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--seed-start", type=int, default=500)
     ap.add_argument("--tasks", default="all", help="comma list of tasks (default: the suite)")
     ap.add_argument("--workers", type=int, default=2)
+    ap.add_argument("--max-steps", type=int, default=None,
+                    help="cut episodes short (a smoke run; curves of cut episodes are not the "
+                    "task's)")  # fmt: skip
     ap.add_argument("--proprio", choices=list(PROPRIO_PAIRINGS), default="capture",
                     help="the state the policy reads beside a frame (embodied eval --proprio); "
                     "latest writes success_curves.latest.json")  # fmt: skip
+    ap.add_argument("--grid", action="store_true",
+                    help="also measure every (delay, interval) pair at the smallest budget "
+                    f"(intervals {_csv(GRID_INTERVALS)}): the controller then reads their "
+                    "interaction instead of multiplying the one-axis shares")  # fmt: skip
     ap.add_argument("--work", type=Path, default=Path("results/success_curves"))
     ap.add_argument("--out", type=Path, default=None,
                     help=f"default: <models>/<policy>/{SUCCESS_CURVES_FILE}")  # fmt: skip
@@ -124,6 +150,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     print("success  " + " ".join(f"{v:6.1%}" for v in s.success_delay["all"]))
     print("interval " + " ".join(f"{n:>6}" for n in s.intervals))
     print("success  " + " ".join(f"{v:6.1%}" for v in s.success_interval["all"]))
+    if s.success_grid:
+        print("grid: delay ms x interval " + " ".join(f"{n:>6}" for n in s.grid_intervals))
+        for d, r in zip(s.grid_delays_ms, s.success_grid["all"], strict=True):
+            print(f"  {d:>6g}                 " + " ".join(f"{v:6.1%}" for v in r))
     print(f"blind {s.blind['all']:.1%}")
     return 0
 

@@ -278,6 +278,7 @@ class TokenizerNode(Node):
             "deadline_ms": s.deadline_ms,
             "bitrate_cap_kbps": s.bitrate_cap_kbps,
             "loss_timeout_ms": self.sender.loss_timeout_s * 1e3,
+            "loss_timeout_effective_ms": self.sender.effective_loss_timeout_s * 1e3,
             "capacity_kbps": _kbps(self.controller.capacity_bps(t / 1e9)),
             "packet_kbps": self.bytes_meter.kbps(t),
             "wire_kbps": self.wire_meter.kbps(t),
@@ -289,6 +290,7 @@ class TokenizerNode(Node):
             "pending": len(self.sender.pending),
             **self._stream_stats(),
             "unknown_reports": self.sender.unknown_reports,
+            "spurious_losses": self.sender.spurious_losses,
             **self.counts,
         }
         level, message = 0, "ok"

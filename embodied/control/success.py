@@ -88,6 +88,11 @@ class SuccessCurves:
     success_interval: dict[str, tuple[float, ...]]
     blind: dict[str, float]
     meta: dict[str, Any] = field(default_factory=dict)
+    # optional: success over the (delay, interval) grid at budgets[0], rows by delay; where
+    # present it replaces the product of the two one-axis shares (their interaction measured)
+    grid_delays_ms: tuple[float, ...] = ()
+    grid_intervals: tuple[int, ...] = ()
+    success_grid: dict[str, tuple[tuple[float, ...], ...]] = field(default_factory=dict)
 
     @classmethod
     def load(cls, path: str | Path) -> SuccessCurves:
@@ -112,6 +117,12 @@ class SuccessCurves:
                 },
                 blind={t: float(v) for t, v in d["blind"].items()},
                 meta=dict(d.get("meta", {})),
+                grid_delays_ms=tuple(float(x) for x in d.get("grid_delays_ms", ())),
+                grid_intervals=tuple(int(n) for n in d.get("grid_intervals", ())),
+                success_grid={
+                    t: tuple(tuple(map(float, r)) for r in v)
+                    for t, v in d.get("success_grid", {}).items()
+                },
             )
         except (KeyError, TypeError, ValueError) as err:
             raise SuccessCurvesError(f"{path}: malformed ({err!r})") from None
@@ -135,6 +146,22 @@ class SuccessCurves:
             raise SuccessCurvesError(f"{where}: delays must start at 0 and intervals at 1")
         if "all" not in self.blind:
             raise SuccessCurvesError(f"{where}: blind has no 'all' entry")
+        if self.success_grid or self.grid_delays_ms or self.grid_intervals:
+            gd, gn = self.grid_delays_ms, self.grid_intervals
+            if not gd or not gn or gd[0] != 0 or gn[0] != 1 or list(gd) != sorted(set(gd)) \
+                    or list(gn) != sorted(set(gn)):  # fmt: skip
+                raise SuccessCurvesError(f"{where}: the grid's axes must increase from 0 ms "
+                                         "and interval 1")  # fmt: skip
+            if "all" not in self.success_grid:
+                raise SuccessCurvesError(f"{where}: success_grid has no 'all' entry")
+            for task, g in self.success_grid.items():
+                if (
+                    len(g) != len(gd)
+                    or any(len(r) != len(gn) for r in g)
+                    or not all(0.0 <= x <= 1.0 for r in g for x in r)
+                ):
+                    raise SuccessCurvesError(f"{where}: success_grid[{task!r}] must be "
+                                             f"{len(gd)} x {len(gn)} rates in [0, 1]")  # fmt: skip
 
     def save(self, path: str | Path) -> Path:
         path = Path(path)
@@ -142,6 +169,11 @@ class SuccessCurves:
                 "delays_ms": list(self.delays_ms), "success_delay": self.success_delay,
                 "intervals": list(self.intervals), "success_interval": self.success_interval,
                 "blind": self.blind, "meta": self.meta}  # fmt: skip
+        if self.success_grid:
+            body.update(grid_delays_ms=list(self.grid_delays_ms),
+                        grid_intervals=list(self.grid_intervals),
+                        success_grid={t: [list(r) for r in g]
+                                      for t, g in self.success_grid.items()})  # fmt: skip
         path.write_text(json.dumps(body, indent=1) + "\n")
         return path
 
@@ -151,7 +183,7 @@ class SuccessCurves:
     #: mean): two episodes a point make a task's own row 0, 0.5 or 1, a coin and not a curve.
     PRIOR_EPISODES = 8.0
 
-    def _row(self, table: dict[str, tuple[float, ...]], task: str | None) -> np.ndarray:
+    def _row(self, table: dict[str, Any], task: str | None) -> np.ndarray:
         pooled = np.asarray(table["all"], float)
         if task is None or task == "all" or task not in table:
             return pooled
@@ -170,12 +202,34 @@ class SuccessCurves:
         s = float(np.interp(x, np.asarray(axis, float), env))
         return 0.0 if env[0] <= 1e-9 else float(np.clip(s / env[0], 0.0, 1.0))
 
+    def _grid_ratio(self, latency_ms: float, interval: float, task: str | None) -> float:
+        """The share of success kept at (delay, interval) on the measured grid: bilinear on
+        its envelope (more delay or a longer interval never helps), over its (0, 1) corner;
+        past the grid's longest interval, times the interval curve's further share."""
+        g = self._row(self.success_grid, task)
+        env = np.minimum.accumulate(np.minimum.accumulate(g, axis=0), axis=1)
+        if env[0, 0] <= 1e-9:
+            return 0.0
+        gd = np.asarray(self.grid_delays_ms, float)
+        gn = np.asarray(self.grid_intervals, float)
+        n_in = min(interval, float(gn[-1]))
+        by_delay = np.array([np.interp(n_in, gn, env[i]) for i in range(len(gd))])
+        share = float(np.interp(latency_ms, gd, by_delay)) / float(env[0, 0])
+        if interval > gn[-1]:
+            axis = tuple(map(float, self.intervals))
+            row = self._row(self.success_interval, task)
+            far, edge = self._ratio(axis, row, interval), self._ratio(axis, row, float(gn[-1]))
+            share *= 0.0 if edge <= 1e-9 else far / edge
+        return float(np.clip(share, 0.0, 1.0))
+
     def expected(
         self, budget: int, latency_ms: float, interval: int, task: str | None = None
     ) -> float:
         """U(k, n): expected success at budget k, one-way latency and send interval n."""
         s_k = float(np.interp(math.log2(budget), np.log2(self.budgets),
                               np.maximum.accumulate(self._row(self.success, task))))  # fmt: skip
+        if self.success_grid:
+            return s_k * self._grid_ratio(latency_ms, float(interval), task)
         r_d = self._ratio(self.delays_ms, self._row(self.success_delay, task), latency_ms)
         r_n = self._ratio(tuple(map(float, self.intervals)),
                           self._row(self.success_interval, task), float(interval))  # fmt: skip

@@ -53,6 +53,40 @@ def test_the_model_multiplies_what_each_axis_keeps():
     assert noisy.expected(1, 0.0, 4) <= noisy.expected(1, 0.0, 2)
 
 
+def test_a_measured_grid_replaces_the_product_of_the_axes(tmp_path):
+    """Where the (delay, interval) grid was measured, the controller reads it: here a large
+    delay costs more at a long interval than the product of the one-axis shares says (each
+    frame is a chunk from a fresh state, so at a delay frequent frames matter more)."""
+    grid = ((0.9, 0.9, 0.85), (0.8, 0.6, 0.3), (0.5, 0.2, 0.05), (0.1, 0.05, 0.0))
+    c = SuccessCurves(**{**CURVES.__dict__, "grid_delays_ms": CURVES.delays_ms,
+                         "grid_intervals": (1, 2, 4), "success_grid": {"all": grid}})  # fmt: skip
+    assert c.expected(1, 0.0, 1) == pytest.approx(0.9)
+    assert c.expected(1, 100.0, 4) == pytest.approx(0.3)  # measured, not 0.8 * 0.85 / 0.9
+    assert CURVES.expected(1, 100.0, 4) == pytest.approx(0.8 * 0.85 / 0.9)
+    assert c.expected(1, 150.0, 3) == pytest.approx(((0.6 + 0.3) / 2 + (0.2 + 0.05) / 2) / 2)
+    # past the grid's longest interval: the interval curve's further share (16 vs 4)
+    assert c.expected(1, 0.0, 16) == pytest.approx(0.85 * (0.1 / 0.85))
+    assert SuccessCurves.load(c.save(tmp_path / "g.json")) == c
+    body = json.loads((tmp_path / "g.json").read_text())
+    body["success_grid"]["all"] = body["success_grid"]["all"][:2]
+    (tmp_path / "bad.json").write_text(json.dumps(body))
+    with pytest.raises(SuccessCurvesError, match="success_grid"):
+        SuccessCurves.load(tmp_path / "bad.json")
+
+
+def test_a_tasks_row_is_shrunk_towards_the_suites():
+    """Two episodes a point make a task's own row a coin: it is read as (n·own + 8·suite) /
+    (n + 8), so a 0 of 2 does not make the plan worthless."""
+    c = SuccessCurves(**{**CURVES.__dict__,
+                         "success": {"all": (0.9,) * 4, "t": (0.0, 1.0, 1.0, 1.0)},
+                         "success_delay": {"all": (0.9, 0.8, 0.5, 0.1), "t": (0.0,) * 4},
+                         "success_interval": {"all": (0.9, 0.9, 0.85, 0.7, 0.1),
+                                              "t": (0.0,) * 5},
+                         "meta": {"episodes_per_task_per_point": 2}})  # fmt: skip
+    assert c.expected(1, 0.0, 1, "t") == pytest.approx((2 * 0.0 + 8 * 0.9) / 10)
+    assert c.expected(1, 0.0, 1, "unknown-task") == c.expected(1, 0.0, 1) == pytest.approx(0.9)
+
+
 def test_curves_round_trip_and_refuse_what_is_malformed(tmp_path):
     path = CURVES.save(tmp_path / SUCCESS_CURVES_FILE)
     assert SuccessCurves.load(path) == CURVES

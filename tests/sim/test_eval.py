@@ -203,3 +203,24 @@ def test_success_controller_plans_from_the_pairings_curves_and_the_task_row():
             Point("tokens", tokenizer="tok-recon", trace="lora", controller="success"), 64, 10.0,
             models_dir=MODELS_DIR,
         )  # fmt: skip
+
+
+def test_success_curves_command_measures_the_grid(tmp_path: Path):
+    """``embodied success-curves --grid`` writes the one-axis curves and the (delay, interval)
+    grid, whose delay-0 row and interval-1 column are the axes' own points."""
+    from embodied.control.success import SuccessCurves
+    from embodied_tools.success_curves import DELAYS_MS, GRID_INTERVALS, INTERVALS
+    from embodied_tools.success_curves import main as curves_main
+
+    out = tmp_path / "curves.json"
+    argv = ["--tasks", "drawer-open", "--episodes", "1", "--max-steps", "8", "--workers", "1",
+            "--grid", "--work", str(tmp_path / "work"), "--out", str(out)]  # fmt: skip
+    assert curves_main(argv) == 0
+    c = SuccessCurves.load(out)
+    assert c.grid_delays_ms == tuple(float(d) for d in DELAYS_MS)
+    assert c.grid_intervals == GRID_INTERVALS
+    g = c.success_grid["all"]
+    assert len(g) == len(DELAYS_MS) and all(len(r) == len(GRID_INTERVALS) for r in g)
+    assert [r[0] for r in g] == list(c.success_delay["all"])
+    assert list(g[0]) == [c.success_interval["all"][INTERVALS.index(n)] for n in GRID_INTERVALS]
+    assert c.meta["episodes"]["grid"] == (len(DELAYS_MS) - 1) * (len(GRID_INTERVALS) - 1)
