@@ -35,7 +35,7 @@ from embodied.pipeline import PROPRIO_PAIRINGS, FateCounts
 if TYPE_CHECKING:
     from embodied.codecs.base import Codec
     from embodied.codecs.tokens import TokenCodec
-    from embodied.link.emulator import LinkEmulator, PacketResult
+    from embodied.link.emulator import LinkConfig, LinkEmulator, PacketResult
     from embodied.link.session import Arrival, LinkSession
     from embodied.pipeline import Receiver
 
@@ -237,6 +237,24 @@ def point_controller(
     return make_controller(name, settings, frame_rate_hz=control_hz, **kwargs)
 
 
+def point_link(point: Point, seed: int) -> LinkConfig:
+    """The link parameters of a rate point: its framing and loss; on a trace, the profile's
+    own propagation, framing, queue and loss (an explicit loss rate wins over the profile's)."""
+    from embodied.link.emulator import LinkConfig
+
+    link = LinkConfig(
+        overhead_bytes=point.overhead_bytes, loss_rate=point.loss_pct / 100.0,
+        burst_loss=BURST_LOSS if point.burst else None, seed=seed,
+    )  # fmt: skip
+    if point.trace:
+        from embodied.link.catalog import entry
+
+        link = entry(point.trace).link_config(link)
+        if point.loss_pct:
+            link = replace(link, loss_rate=point.loss_pct / 100.0)
+    return link
+
+
 class EpisodeObserver(Protocol):
     """What an episode shows a viewer (``embodied_tools.view.eval.EvalTap``), in sim time."""
 
@@ -321,7 +339,6 @@ class Episode:
         t0: float | None = None,
         env_slot: int = 0,
     ) -> None:
-        from embodied.link.emulator import LinkConfig
         from embodied.link.session import LinkSession
         from embodied.pipeline import Receiver, Sender
         from embodied.policy import ActionChunker
@@ -369,19 +386,10 @@ class Episode:
                 codec=codec,
                 target_bytes=point.target_bytes if by_size else None,
             )
-            link = LinkConfig(
-                overhead_bytes=point.overhead_bytes, loss_rate=point.loss_pct / 100.0,
-                burst_loss=BURST_LOSS if point.burst else None, seed=seed,
-            )  # fmt: skip
-            if point.trace:  # a narrowband profile brings its propagation, framing, queue, loss
-                from embodied.link.catalog import entry
-
-                link = entry(point.trace).link_config(link)
-                if point.loss_pct:  # an explicit loss rate wins over the profile's
-                    link = replace(link, loss_rate=point.loss_pct / 100.0)
             self.session = LinkSession(
-                sender, trace, link, ideal_delay_s=point.delay_ms / 1e3, emulator=emulator
-            )
+                sender, trace, point_link(point, seed), ideal_delay_s=point.delay_ms / 1e3,
+                emulator=emulator,
+            )  # fmt: skip
         if t0 is None:
             t0 = (
                 float(np.random.default_rng([seed, 0x7ACE]).uniform(0, trace.period_s))
@@ -557,7 +565,7 @@ def run_shared(
     as robots finish. Deterministic given (point, episodes)."""
     from embodied.control.registry import get_spec
     from embodied.link.catalog import entry
-    from embodied.link.emulator import LinkConfig, LinkEmulator
+    from embodied.link.emulator import LinkEmulator
     from embodied.link.traces import read_trace
 
     n = len(episodes)
@@ -567,13 +575,7 @@ def run_shared(
         raise ValueError(f"controller {point.controller!r} sees the future of a link it owns alone")
     e = entry(point.trace)
     trace = read_trace(e.path, scale=e.scale * n, name=e.name)
-    seed0 = episodes[0][1]
-    link = e.link_config(LinkConfig(
-        overhead_bytes=point.overhead_bytes, loss_rate=point.loss_pct / 100.0,
-        burst_loss=BURST_LOSS if point.burst else None, seed=seed0,
-    ))  # fmt: skip
-    if point.loss_pct:
-        link = replace(link, loss_rate=point.loss_pct / 100.0)
+    link = point_link(point, episodes[0][1])
     if link.queue_limit_bytes is not None:
         link = replace(link, queue_limit_bytes=link.queue_limit_bytes * n)
     emulator = LinkEmulator(trace, link)
