@@ -11,6 +11,7 @@ import contextlib
 import math
 import os
 import signal
+import threading
 import time
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
@@ -432,7 +433,10 @@ def spin_node(
     autostart failed). SIGTERM is handled like SIGINT so a launcher's terminate is clean.
     """
     rclpy.init(args=None if args is None else list(args))
-    signal.signal(signal.SIGTERM, lambda *_: rclpy.try_shutdown())
+    # SIGTERM (a launcher's stop) ends the loop between callbacks, as Ctrl-C does: shutting
+    # the context down inside the handler, in the middle of a wait, raised InvalidHandle
+    terminated = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: terminated.set())
     node: N | None = None
     code = 0
     try:
@@ -441,11 +445,13 @@ def spin_node(
             early = after_create(node)
             if early is not None:
                 return early
-        while rclpy.ok():
+        while rclpy.ok() and not terminated.is_set():
             rclpy.spin_once(node, timeout_sec=0.1)
             if until is not None and until(node):
                 flush_reliable(node)
                 break
+        if terminated.is_set():
+            flush_reliable(node, timeout_s=0.5)
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
     finally:

@@ -56,8 +56,11 @@ def test_pixel_codec_point_meets_its_target_size():
 def test_trace_mode_reports_latency_and_misses():
     r = run_episode(Point("jpeg", trace="outages", controller="deadline"), "drawer-open", SEED,
                     max_steps=60)  # fmt: skip
-    # JPEG's ~640-byte floor cannot fit the scaled link: frames miss the deadline, arm holds
-    assert r.deadline_misses > 0 and r.latency_mean_ms > 100
+    # JPEG's ~640-byte floor cannot fit the scaled link: every frame misses the deadline (late,
+    # dropped by the queue the warm-up filled, or skipped) and the arm holds
+    assert r.deadline_misses == r.frames_captured == r.held_steps
+    assert not r.latency_mean_ms <= 100  # what arrived came late (NaN: nothing arrived)
+    assert r.frames_late + r.frames_lost > 0  # it tried
     assert r.frames_captured == r.steps
     assert r.deadline_misses == r.frames_late + r.frames_lost + r.frames_skipped
 
