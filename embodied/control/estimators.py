@@ -98,6 +98,13 @@ class SlidingMin:
     def value(self) -> float | None:
         return self._q[0][1] if self._q else None
 
+    def value_at(self, now: float) -> float | None:
+        """The minimum over the window ending at ``now`` (older samples dropped), or None."""
+        q = self._q
+        while q and q[0][0] < now - self.window:
+            q.popleft()
+        return q[0][1] if q else None
+
     def payload(self) -> float | None:
         return self._q[0][2] if self._q else None
 

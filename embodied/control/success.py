@@ -396,14 +396,13 @@ class SuccessAwareController(DeadlineAwareController):
             while len(by_size) > 64:  # the oldest sizes go first
                 del by_size[next(iter(by_size))]
         by_size[fb.wire_bytes].add(fb.arrival_time, delay)
-        # the smallest size and the largest clearly bigger one seen within the window
-        fresh = {w: m.value() for w, m in by_size.items()
-                 if m._q and m._q[0][0] >= fb.arrival_time - m.window}  # fmt: skip
+        # the smallest and the largest size seen within the window, by their minimum delays
+        fresh = {w: d for w, m in by_size.items() if (d := m.value_at(fb.arrival_time)) is not None}
         if len(fresh) < 2:
             return
         w_a, w_b = min(fresh), max(fresh)
         d_a, d_b = fresh[w_a], fresh[w_b]
-        if d_a is None or d_b is None or w_b - w_a < 2 * self.pair_min_bytes or d_b <= d_a:
+        if w_b - w_a < 2 * self.pair_min_bytes or d_b <= d_a:
             return
         prop = d_a - w_a * (d_b - d_a) / (w_b - w_a)
         if 0.0 <= prop <= d_a and (fb.wire_bytes in (w_a, w_b)):
